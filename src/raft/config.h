@@ -1,0 +1,56 @@
+// Config: everything a raft node is started with.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "raft/logger.h"
+#include "raft/storage.h"
+#include "raft/types.h"
+
+namespace raftkv::raft {
+
+struct Config {
+  // This node's id. Must not be kNone.
+  uint64_t id = kNone;
+
+  // A follower that hears nothing from a leader for a randomized timeout in
+  // [election_tick, 2 * election_tick) ticks starts an election. Must be
+  // greater than heartbeat_tick.
+  int election_tick = 10;
+  // A leader sends heartbeats every heartbeat_tick ticks. Must be > 0.
+  int heartbeat_tick = 1;
+
+  // The node's log and persisted state. Not owned; must outlive the node.
+  Storage* storage = nullptr;
+
+  // The last applied index, for a restart. Committed entries after it are
+  // handed out again. 0 means "the storage's snapshot index".
+  uint64_t applied = 0;
+
+  // The members of a brand-new group (voters). Only used when the storage
+  // has no membership yet; giving both is an error.
+  std::vector<uint64_t> peers;
+  // Learners of a brand-new group, under the same rule as peers.
+  std::vector<uint64_t> learners;
+
+  // The largest total EntrySize of the entries in one append message. At
+  // least one entry is always sent. kNoLimit means no limit.
+  uint64_t max_size_per_msg = 1 << 20;
+  // The largest total EntrySize of committed entries in one Ready. At least
+  // one entry is handed out. kNoLimit means no limit.
+  uint64_t max_committed_size_per_ready = kNoLimit;
+
+  // Seeds the generator behind the randomized election timeout. 0 means
+  // "derive from id", so a group's behaviour is a function of its config.
+  uint64_t seed = 0;
+
+  // Where log lines go; null means nowhere. Not owned; must outlive the node.
+  Logger* logger = nullptr;
+
+  // Returns OK, or InvalidArgument naming the first offending field.
+  absl::Status Validate() const;
+};
+
+}  // namespace raftkv::raft

@@ -1,0 +1,887 @@
+#include "raft/raft.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "raft/errors.h"
+
+namespace raftkv::raft {
+
+using raftpb::Entry;
+using raftpb::Message;
+
+// Formats and writes a line only when its level is enabled, so a disabled
+// level costs one virtual call.
+#define RAFT_LOG_ON(node, level, ...)                       \
+  do {                                                      \
+    if ((node)->logger_->Enabled(level)) {                  \
+      (node)->LogLine(level, absl::StrFormat(__VA_ARGS__)); \
+    }                                                       \
+  } while (0)
+#define RAFT_LOG(level, ...) RAFT_LOG_ON(this, level, __VA_ARGS__)
+
+absl::StatusOr<std::unique_ptr<Raft>> Raft::Create(const Config& config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  absl::StatusOr<RaftState> state = config.storage->InitialState();
+  if (!state.ok()) return state.status();
+  const raftpb::ConfState& cs = state->conf_state;
+  bool stored_members = cs.voters_size() > 0 || cs.learners_size() > 0;
+  if (stored_members && (!config.peers.empty() || !config.learners.empty())) {
+    return absl::InvalidArgumentError(
+        "cannot specify both Config.peers and a membership in Storage");
+  }
+  std::unique_ptr<Raft> r(new Raft(config));
+  const raftpb::HardState& hs = state->hard_state;
+  if (!IsEmptyHardState(hs)) {
+    if (hs.commit() < r->raft_log_.committed() ||
+        hs.commit() > r->raft_log_.last_index()) {
+      return absl::DataLossError(absl::StrFormat(
+          "hard state commit %d is out of range [%d, %d]", hs.commit(),
+          r->raft_log_.committed(), r->raft_log_.last_index()));
+    }
+    r->LoadState(hs);
+  }
+  if (stored_members) {
+    r->ApplyConfState(cs);
+  } else {
+    raftpb::ConfState initial;
+    for (uint64_t p : config.peers) initial.add_voters(p);
+    for (uint64_t l : config.learners) initial.add_learners(l);
+    r->ApplyConfState(initial);
+  }
+  if (config.applied > 0) {
+    if (config.applied > r->raft_log_.committed()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("applied index %d is past the committed index %d",
+                          config.applied, r->raft_log_.committed()));
+    }
+    r->raft_log_.AppliedTo(config.applied);
+  }
+  r->BecomeFollower(r->term_, kNone);
+  RAFT_LOG_ON(r, LogLevel::kInfo,
+              "newRaft [peers: [%s], term: %d, commit: %d, applied: %d, "
+              "last index: %d, last term: %d]",
+              absl::StrJoin(r->tracker_.Voters(), ","), r->term_,
+              r->raft_log_.committed(), r->raft_log_.applied(),
+              r->raft_log_.last_index(), r->raft_log_.LastTerm());
+  return r;
+}
+
+Raft::Raft(const Config& config)
+    : id_(config.id),
+      raft_log_(config.storage, config.logger ? config.logger : DefaultLogger(),
+                config.max_committed_size_per_ready),
+      max_msg_size_(config.max_size_per_msg),
+      election_timeout_(config.election_tick),
+      heartbeat_timeout_(config.heartbeat_tick),
+      rand_(config.seed != 0 ? config.seed
+                             : config.id * 0x9E3779B97F4A7C15ULL + 1),
+      logger_(config.logger ? config.logger : DefaultLogger()) {}
+
+void Raft::LogLine(LogLevel level, std::string_view msg) const {
+  std::string line = absl::StrCat("[node=", id_, " term=", term_, "] ");
+  line.append(msg);
+  logger_->Log(level, line);
+}
+
+void Raft::Fatal(const std::string& what) const {
+  std::string line = absl::StrCat("[node=", id_, " term=", term_, "] ", what);
+  logger_->Log(LogLevel::kError, line);
+  std::fprintf(stderr, "raft fatal: %s\n", line.c_str());
+  std::abort();
+}
+
+raftpb::HardState Raft::GetHardState() const {
+  raftpb::HardState hs;
+  hs.set_term(term_);
+  hs.set_vote(vote_);
+  hs.set_commit(raft_log_.committed());
+  return hs;
+}
+
+void Raft::LoadState(const raftpb::HardState& hs) {
+  raft_log_.CommitTo(hs.commit());
+  term_ = hs.term();
+  vote_ = hs.vote();
+}
+
+void Raft::ApplyConfState(const raftpb::ConfState& cs) {
+  tracker_.Clear();
+  uint64_t next = raft_log_.last_index() + 1;
+  for (uint64_t id : cs.voters()) {
+    Progress pr;
+    pr.next = next;
+    tracker_.SetProgress(id, pr);
+  }
+  for (uint64_t id : cs.learners()) {
+    Progress pr;
+    pr.next = next;
+    pr.is_learner = true;
+    tracker_.SetProgress(id, pr);
+  }
+  if (Progress* self = tracker_.Get(id_)) {
+    self->match = raft_log_.last_index();
+  }
+}
+
+std::vector<Message> Raft::ReadMessages() {
+  std::vector<Message> out;
+  out.swap(msgs_);
+  queued_append_bytes_.clear();
+  return out;
+}
+
+// ---- Role transitions ----------------------------------------------------
+
+void Raft::Reset(uint64_t term) {
+  if (term_ != term) {
+    term_ = term;
+    vote_ = kNone;
+  }
+  lead_ = kNone;
+  election_elapsed_ = 0;
+  heartbeat_elapsed_ = 0;
+  ResetRandomizedElectionTimeout();
+  tracker_.ResetVotes();
+  uint64_t last = raft_log_.last_index();
+  for (auto& [id, pr] : tracker_.progress()) {
+    bool learner = pr.is_learner;
+    pr = Progress{};
+    pr.is_learner = learner;
+    pr.next = last + 1;
+    if (id == id_) pr.match = last;
+  }
+  pending_conf_index_ = 0;
+}
+
+void Raft::ResetRandomizedElectionTimeout() {
+  randomized_election_timeout_ =
+      election_timeout_ +
+      static_cast<int>(rand_() % static_cast<uint64_t>(election_timeout_));
+}
+
+void Raft::BecomeFollower(uint64_t term, uint64_t lead) {
+  Reset(term);
+  lead_ = lead;
+  state_ = StateType::kFollower;
+  RAFT_LOG(LogLevel::kInfo, "became follower at term %d", term_);
+}
+
+void Raft::BecomeCandidate() {
+  if (state_ == StateType::kLeader) {
+    Fatal("invalid transition [leader -> candidate]");
+  }
+  Reset(term_ + 1);
+  vote_ = id_;
+  state_ = StateType::kCandidate;
+  RAFT_LOG(LogLevel::kInfo, "became candidate at term %d", term_);
+}
+
+void Raft::BecomeLeader() {
+  if (state_ == StateType::kFollower) {
+    Fatal("invalid transition [follower -> leader]");
+  }
+  Reset(term_);
+  lead_ = id_;
+  state_ = StateType::kLeader;
+  if (Progress* self = tracker_.Get(id_)) self->BecomeReplicate();
+  // Entries of earlier terms may hide a pending membership change; be
+  // conservative and treat everything up to here as possibly one.
+  pending_conf_index_ = raft_log_.last_index();
+  // The no-op of this term (Raft paper §5.4.2, §8): committing it commits
+  // every earlier entry.
+  std::vector<Entry> noop(1);
+  if (!AppendEntry(std::move(noop))) {
+    Fatal("empty entry was dropped");
+  }
+  RAFT_LOG(LogLevel::kInfo, "became leader at term %d", term_);
+}
+
+bool Raft::Promotable() const { return tracker_.IsVoter(id_); }
+
+bool Raft::PastElectionTimeout() const {
+  return election_elapsed_ >= randomized_election_timeout_;
+}
+
+// ---- Ticks ---------------------------------------------------------------
+
+void Raft::Tick() {
+  if (state_ == StateType::kLeader) {
+    TickHeartbeat();
+  } else {
+    TickElection();
+  }
+}
+
+void Raft::TickElection() {
+  ++election_elapsed_;
+  if (Promotable() && PastElectionTimeout()) {
+    election_elapsed_ = 0;
+    Message m;
+    m.set_msg_type(raftpb::MsgHup);
+    m.set_from(id_);
+    (void)Step(std::move(m));
+  }
+}
+
+void Raft::TickHeartbeat() {
+  ++heartbeat_elapsed_;
+  ++election_elapsed_;
+  if (election_elapsed_ >= election_timeout_) election_elapsed_ = 0;
+  if (state_ != StateType::kLeader) return;
+  if (heartbeat_elapsed_ >= heartbeat_timeout_) {
+    heartbeat_elapsed_ = 0;
+    Message m;
+    m.set_msg_type(raftpb::MsgBeat);
+    m.set_from(id_);
+    (void)Step(std::move(m));
+  }
+}
+
+// ---- Sending -------------------------------------------------------------
+
+void Raft::Send(Message m) {
+  m.set_from(id_);
+  auto t = m.msg_type();
+  if (t == raftpb::MsgRequestVote || t == raftpb::MsgRequestVoteResponse) {
+    // Vote messages carry the term they are about, set by the caller.
+    if (m.term() == 0)
+      Fatal(absl::StrCat("term should be set when sending ",
+                         raftpb::MessageType_Name(t)));
+  } else {
+    if (m.term() != 0) {
+      Fatal(absl::StrCat("term should not be set when sending ",
+                         raftpb::MessageType_Name(t), " (was ", m.term(), ")"));
+    }
+    if (t != raftpb::MsgPropose) m.set_term(term_);
+  }
+  msgs_.push_back(std::move(m));
+}
+
+void Raft::SendAppend(uint64_t to) { MaybeSendAppend(to, true); }
+
+bool Raft::MaybeSendAppend(uint64_t to, bool send_if_empty) {
+  Progress* pr = tracker_.Get(to);
+  if (pr == nullptr || pr->IsPaused()) return false;
+  uint64_t prev_index = pr->next - 1;
+  absl::StatusOr<uint64_t> prev_term = raft_log_.Term(prev_index);
+  absl::StatusOr<std::vector<Entry>> ents =
+      raft_log_.Entries(pr->next, max_msg_size_);
+  if (ents.ok() && ents->empty() && !send_if_empty) return false;
+  if (!prev_term.ok() || !ents.ok()) {
+    // The entries the follower needs were compacted: send a snapshot.
+    return MaybeSendSnapshot(to, pr);
+  }
+  uint64_t last = ents->empty() ? 0 : ents->back().index();
+  bool batched = TryBatchAppend(to, prev_index, &*ents);
+  if (!batched) {
+    Message m;
+    m.set_msg_type(raftpb::MsgAppend);
+    m.set_to(to);
+    m.set_index(prev_index);
+    m.set_log_term(*prev_term);
+    m.set_commit(raft_log_.committed());
+    auto* out = m.mutable_entries();
+    out->Reserve(static_cast<int>(ents->size()));
+    for (Entry& e : *ents) *out->Add() = std::move(e);
+    uint64_t bytes = EntriesSize(m.entries().begin(), m.entries().end());
+    Send(std::move(m));
+    queued_append_bytes_[to] = bytes;
+  }
+  if (last != 0) {
+    switch (pr->state) {
+      case ProgressState::kReplicate:
+        pr->OptimisticUpdate(last);
+        break;
+      case ProgressState::kProbe:
+        pr->probe_sent = true;
+        break;
+      case ProgressState::kSnapshot:
+        Fatal(
+            absl::StrCat("sending append in unhandled state ", pr->ToString()));
+    }
+  }
+  return true;
+}
+
+bool Raft::TryBatchAppend(uint64_t to, uint64_t prev_index,
+                          std::vector<Entry>* ents) {
+  // Only the newest queued message to `to` may be extended, so that the
+  // order of what `to` receives does not change.
+  for (auto it = msgs_.rbegin(); it != msgs_.rend(); ++it) {
+    if (it->to() != to) continue;
+    if (it->msg_type() != raftpb::MsgAppend) return false;
+    Message& m = *it;
+    if (m.index() + static_cast<uint64_t>(m.entries_size()) != prev_index) {
+      return false;
+    }
+    if (!ents->empty()) {
+      uint64_t& queued = queued_append_bytes_[to];
+      uint64_t size = queued + EntriesSize(ents->begin(), ents->end());
+      if (m.entries_size() > 0 && size > max_msg_size_) return false;
+      queued = size;
+      auto* out = m.mutable_entries();
+      out->Reserve(out->size() + static_cast<int>(ents->size()));
+      for (Entry& e : *ents) *out->Add() = std::move(e);
+    }
+    m.set_commit(raft_log_.committed());
+    return true;
+  }
+  return false;
+}
+
+bool Raft::MaybeSendSnapshot(uint64_t to, Progress* pr) {
+  absl::StatusOr<raftpb::Snapshot> snap = raft_log_.Snapshot();
+  if (!snap.ok()) {
+    if (IsError(snap.status(), ErrorKind::kSnapshotTemporarilyUnavailable)) {
+      RAFT_LOG(LogLevel::kDebug,
+               "failed to send snapshot to %d because snapshot is temporarily "
+               "unavailable",
+               to);
+      return false;
+    }
+    Fatal(absl::StrCat("snapshot for ", to, ": ", snap.status().ToString()));
+  }
+  if (IsEmptySnap(*snap)) Fatal("need non-empty snapshot");
+  uint64_t sindex = snap->metadata().index();
+  RAFT_LOG(LogLevel::kInfo,
+           "[first index: %d, commit: %d] sent snapshot[index: %d, term: %d] "
+           "to %d [%s]",
+           raft_log_.first_index(), raft_log_.committed(), sindex,
+           snap->metadata().term(), to, pr->ToString());
+  pr->BecomeSnapshot(sindex);
+  Message m;
+  m.set_msg_type(raftpb::MsgSnapshot);
+  m.set_to(to);
+  *m.mutable_snapshot() = *std::move(snap);
+  Send(std::move(m));
+  return true;
+}
+
+void Raft::BcastAppend() {
+  for (auto& [id, pr] : tracker_.progress()) {
+    if (id != id_) SendAppend(id);
+  }
+}
+
+void Raft::BcastHeartbeat() {
+  for (auto& [id, pr] : tracker_.progress()) {
+    if (id != id_) SendHeartbeat(id);
+  }
+}
+
+void Raft::SendHeartbeat(uint64_t to) {
+  const Progress* pr = tracker_.Get(to);
+  // Never tell a follower to commit past what it is known to hold: its log
+  // may still diverge beyond its match index.
+  Message m;
+  m.set_msg_type(raftpb::MsgHeartbeat);
+  m.set_to(to);
+  m.set_commit(std::min(pr->match, raft_log_.committed()));
+  Send(std::move(m));
+}
+
+// ---- Log ------------------------------------------------------------------
+
+bool Raft::AppendEntry(std::vector<Entry>&& ents) {
+  uint64_t li = raft_log_.last_index();
+  for (size_t i = 0; i < ents.size(); ++i) {
+    ents[i].set_term(term_);
+    ents[i].set_index(li + 1 + i);
+  }
+  li = raft_log_.Append(std::move(ents));
+  if (Progress* self = tracker_.Get(id_)) self->MaybeUpdate(li);
+  // A single voter commits on its own append.
+  MaybeCommit();
+  return true;
+}
+
+bool Raft::MaybeCommit() {
+  return raft_log_.MaybeCommit(tracker_.Committed(), term_);
+}
+
+uint64_t Raft::NumPendingConf(const std::vector<Entry>& ents) const {
+  uint64_t n = 0;
+  for (const Entry& e : ents) n += e.entry_type() == raftpb::EntryConfChange;
+  return n;
+}
+
+// ---- Step ------------------------------------------------------------------
+
+absl::Status Raft::Step(Message m) {
+  if (m.term() == 0) {
+    if (!IsLocalMsg(m.msg_type())) {
+      // Every message between nodes carries a term; this one is malformed.
+      RAFT_LOG(LogLevel::kWarning, "ignored %s without a term from %d",
+               raftpb::MessageType_Name(m.msg_type()), m.from());
+      return absl::OkStatus();
+    }
+  } else if (m.term() > term_) {
+    auto t = m.msg_type();
+    if (t == raftpb::MsgAppend || t == raftpb::MsgHeartbeat ||
+        t == raftpb::MsgSnapshot) {
+      RAFT_LOG(LogLevel::kInfo, "received %s with higher term %d from %d",
+               raftpb::MessageType_Name(t), m.term(), m.from());
+      BecomeFollower(m.term(), m.from());
+    } else {
+      RAFT_LOG(LogLevel::kInfo, "received %s with higher term %d from %d",
+               raftpb::MessageType_Name(t), m.term(), m.from());
+      BecomeFollower(m.term(), kNone);
+    }
+  } else if (m.term() < term_) {
+    auto t = m.msg_type();
+    if (t == raftpb::MsgAppend || t == raftpb::MsgHeartbeat) {
+      // A deposed leader still thinks it leads: tell it the newer term so it
+      // steps down, instead of letting it wait for an election timeout.
+      Message resp;
+      resp.set_msg_type(raftpb::MsgAppendResponse);
+      resp.set_to(m.from());
+      Send(std::move(resp));
+    } else {
+      RAFT_LOG(LogLevel::kDebug, "ignored %s with lower term %d from %d",
+               raftpb::MessageType_Name(t), m.term(), m.from());
+    }
+    return absl::OkStatus();
+  }
+
+  switch (m.msg_type()) {
+    case raftpb::MsgHup:
+      if (state_ != StateType::kLeader) {
+        Campaign();
+      } else {
+        RAFT_LOG(LogLevel::kDebug, "ignoring MsgHup because already leader");
+      }
+      return absl::OkStatus();
+    case raftpb::MsgRequestVote: {
+      // One vote per term (§5.2), only for a log at least as up-to-date as
+      // ours (§5.4.1). A repeated request from the node we voted for is
+      // granted again (the first answer may have been lost).
+      bool can_vote = vote_ == m.from() || (vote_ == kNone && lead_ == kNone);
+      Message resp;
+      resp.set_msg_type(raftpb::MsgRequestVoteResponse);
+      resp.set_to(m.from());
+      resp.set_term(term_);
+      if (can_vote && raft_log_.IsUpToDate(m.index(), m.log_term())) {
+        RAFT_LOG(LogLevel::kInfo,
+                 "[logterm: %d, index: %d, vote: %d] cast vote for %d "
+                 "[logterm: %d, index: %d]",
+                 raft_log_.LastTerm(), raft_log_.last_index(), vote_, m.from(),
+                 m.log_term(), m.index());
+        election_elapsed_ = 0;
+        vote_ = m.from();
+      } else {
+        RAFT_LOG(LogLevel::kInfo,
+                 "[logterm: %d, index: %d, vote: %d] rejected vote from %d "
+                 "[logterm: %d, index: %d]",
+                 raft_log_.LastTerm(), raft_log_.last_index(), vote_, m.from(),
+                 m.log_term(), m.index());
+        resp.set_reject(true);
+      }
+      Send(std::move(resp));
+      return absl::OkStatus();
+    }
+    default:
+      break;
+  }
+  switch (state_) {
+    case StateType::kLeader:
+      return StepLeader(m);
+    case StateType::kCandidate:
+      return StepCandidate(m);
+    case StateType::kFollower:
+      return StepFollower(m);
+  }
+  return absl::OkStatus();
+}
+
+void Raft::Campaign() {
+  if (!Promotable()) {
+    RAFT_LOG(LogLevel::kWarning, "is unpromotable and can not campaign");
+    return;
+  }
+  // A node must not campaign while it has committed membership changes it
+  // has not applied: its view of the voters may be stale.
+  if (raft_log_.committed() > raft_log_.applied()) {
+    absl::StatusOr<std::vector<Entry>> ents = raft_log_.Slice(
+        raft_log_.applied() + 1, raft_log_.committed() + 1, kNoLimit);
+    if (!ents.ok()) {
+      Fatal(absl::StrCat("unexpected error getting unapplied entries: ",
+                         ents.status().ToString()));
+    }
+    if (uint64_t n = NumPendingConf(*ents); n != 0) {
+      RAFT_LOG(LogLevel::kWarning,
+               "cannot campaign at term %d since there are still %d pending "
+               "configuration changes to apply",
+               term_, n);
+      return;
+    }
+  }
+  RAFT_LOG(LogLevel::kInfo, "is starting a new election at term %d", term_);
+  BecomeCandidate();
+  tracker_.RecordVote(id_, true);
+  int granted = 0, rejected = 0;
+  if (tracker_.TallyVotes(&granted, &rejected) == VoteResult::kWon) {
+    // A group of one wins at once.
+    BecomeLeader();
+    return;
+  }
+  for (const auto& [id, pr] : tracker_.progress()) {
+    if (id == id_ || pr.is_learner) continue;
+    RAFT_LOG(LogLevel::kInfo,
+             "[logterm: %d, index: %d] sent MsgRequestVote request to %d",
+             raft_log_.LastTerm(), raft_log_.last_index(), id);
+    Message m;
+    m.set_msg_type(raftpb::MsgRequestVote);
+    m.set_to(id);
+    m.set_term(term_);
+    m.set_index(raft_log_.last_index());
+    m.set_log_term(raft_log_.LastTerm());
+    Send(std::move(m));
+  }
+}
+
+absl::Status Raft::StepLeader(Message& m) {
+  switch (m.msg_type()) {
+    case raftpb::MsgBeat:
+      BcastHeartbeat();
+      return absl::OkStatus();
+    case raftpb::MsgPropose: {
+      if (m.entries_size() == 0) {
+        return absl::InvalidArgumentError("proposal without entries");
+      }
+      if (!tracker_.IsMember(id_)) {
+        // Removed from the group while leading: it cannot commit anything.
+        return MakeError(ErrorKind::kProposalDropped,
+                         "leader is not a member of the group");
+      }
+      std::vector<Entry> ents;
+      ents.reserve(static_cast<size_t>(m.entries_size()));
+      for (Entry& e : *m.mutable_entries()) {
+        if (e.entry_type() == raftpb::EntryConfChange) {
+          if (pending_conf_index_ > raft_log_.applied()) {
+            return MakeError(
+                ErrorKind::kProposalDropped,
+                absl::StrCat("a membership change is pending at index ",
+                             pending_conf_index_, " (applied ",
+                             raft_log_.applied(), ")"));
+          }
+          pending_conf_index_ = raft_log_.last_index() + ents.size() + 1;
+        }
+        ents.push_back(std::move(e));
+      }
+      AppendEntry(std::move(ents));
+      BcastAppend();
+      return absl::OkStatus();
+    }
+    default:
+      break;
+  }
+
+  // Responses from a follower.
+  Progress* pr = tracker_.Get(m.from());
+  if (pr == nullptr) {
+    RAFT_LOG(LogLevel::kDebug, "no progress available for %d", m.from());
+    return absl::OkStatus();
+  }
+  switch (m.msg_type()) {
+    case raftpb::MsgAppendResponse:
+      HandleAppendResponse(m, pr);
+      break;
+    case raftpb::MsgHeartbeatResponse:
+      pr->recent_active = true;
+      pr->probe_sent = false;
+      if (pr->match < raft_log_.last_index()) SendAppend(m.from());
+      break;
+    case raftpb::MsgSnapStatus:
+      if (pr->state != ProgressState::kSnapshot) break;
+      if (m.reject()) {
+        pr->pending_snapshot = 0;
+        RAFT_LOG(LogLevel::kInfo,
+                 "snapshot to %d failed, resumed sending replication "
+                 "messages [%s]",
+                 m.from(), pr->ToString());
+      }
+      pr->BecomeProbe();
+      // Wait for the follower's answer (or a heartbeat response, after a
+      // failure) before sending the next append.
+      pr->probe_sent = true;
+      break;
+    case raftpb::MsgUnreachable:
+      // Streamed appends were probably lost: fall back to probing.
+      if (pr->state == ProgressState::kReplicate) pr->BecomeProbe();
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
+  pr->recent_active = true;
+  if (m.reject()) {
+    RAFT_LOG(LogLevel::kDebug,
+             "received MsgAppendResponse(rejected, hint: (index %d, term %d)) "
+             "from %d for index %d",
+             m.reject_hint(), m.log_term(), m.from(), m.index());
+    uint64_t next_probe = m.reject_hint();
+    if (m.log_term() > 0) {
+      // Skip every entry of ours whose term is above the follower's term at
+      // its hint: none of them can match (fast backtracking).
+      next_probe =
+          raft_log_.FindConflictByTerm(m.reject_hint(), m.log_term()).first;
+    }
+    if (pr->MaybeDecrTo(m.index(), next_probe)) {
+      if (pr->state == ProgressState::kReplicate) pr->BecomeProbe();
+      SendAppend(m.from());
+    }
+    return;
+  }
+  bool old_paused = pr->IsPaused();
+  if (!pr->MaybeUpdate(m.index())) return;
+  switch (pr->state) {
+    case ProgressState::kProbe:
+      pr->BecomeReplicate();
+      break;
+    case ProgressState::kSnapshot:
+      if (pr->match + 1 >= raft_log_.first_index()) {
+        // The follower caught up past the snapshot (through it or through
+        // appends): resume normal replication.
+        pr->BecomeProbe();
+        pr->BecomeReplicate();
+      }
+      break;
+    case ProgressState::kReplicate:
+      break;
+  }
+  if (MaybeCommit()) {
+    BcastAppend();
+  } else if (old_paused) {
+    SendAppend(m.from());
+  }
+  // Send whatever the per-message size limit held back.
+  while (MaybeSendAppend(m.from(), false)) {
+  }
+}
+
+absl::Status Raft::StepCandidate(Message& m) {
+  switch (m.msg_type()) {
+    case raftpb::MsgPropose:
+      RAFT_LOG(LogLevel::kInfo, "no leader at term %d; dropping proposal",
+               term_);
+      return MakeError(ErrorKind::kProposalDropped, "no leader");
+    case raftpb::MsgAppend:
+      BecomeFollower(m.term(), m.from());
+      HandleAppendEntries(m);
+      break;
+    case raftpb::MsgHeartbeat:
+      BecomeFollower(m.term(), m.from());
+      HandleHeartbeat(m);
+      break;
+    case raftpb::MsgSnapshot:
+      BecomeFollower(m.term(), m.from());
+      HandleSnapshot(m);
+      break;
+    case raftpb::MsgRequestVoteResponse: {
+      if (!tracker_.IsVoter(m.from())) break;
+      tracker_.RecordVote(m.from(), !m.reject());
+      int granted = 0, rejected = 0;
+      VoteResult res = tracker_.TallyVotes(&granted, &rejected);
+      RAFT_LOG(LogLevel::kInfo, "has received %d votes and %d vote rejections",
+               granted, rejected);
+      if (res == VoteResult::kWon) {
+        BecomeLeader();
+        BcastAppend();
+      } else if (res == VoteResult::kLost) {
+        BecomeFollower(term_, kNone);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Raft::StepFollower(Message& m) {
+  switch (m.msg_type()) {
+    case raftpb::MsgPropose:
+      if (lead_ == kNone) {
+        RAFT_LOG(LogLevel::kInfo, "no leader at term %d; dropping proposal",
+                 term_);
+        return MakeError(ErrorKind::kProposalDropped, "no leader");
+      }
+      return MakeError(ErrorKind::kProposalDropped,
+                       absl::StrCat("not the leader (leader is ", lead_, ")"));
+    case raftpb::MsgAppend:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleAppendEntries(m);
+      break;
+    case raftpb::MsgHeartbeat:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleHeartbeat(m);
+      break;
+    case raftpb::MsgSnapshot:
+      election_elapsed_ = 0;
+      lead_ = m.from();
+      HandleSnapshot(m);
+      break;
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+void Raft::HandleAppendEntries(Message& m) {
+  Message resp;
+  resp.set_msg_type(raftpb::MsgAppendResponse);
+  resp.set_to(m.from());
+  if (m.index() < raft_log_.committed()) {
+    // Everything up to committed matches the leader already.
+    resp.set_index(raft_log_.committed());
+    Send(std::move(resp));
+    return;
+  }
+  std::vector<Entry> ents;
+  ents.reserve(static_cast<size_t>(m.entries_size()));
+  for (Entry& e : *m.mutable_entries()) ents.push_back(std::move(e));
+  if (std::optional<uint64_t> last = raft_log_.MaybeAppend(
+          m.index(), m.log_term(), m.commit(), std::move(ents))) {
+    resp.set_index(*last);
+    Send(std::move(resp));
+    return;
+  }
+  // Reject, with a hint: the largest index at or below the leader's probe
+  // whose term is at most the leader's term there. The leader can skip
+  // straight past every entry that cannot match.
+  uint64_t hint_index = std::min(m.index(), raft_log_.last_index());
+  auto [hint, hint_term] =
+      raft_log_.FindConflictByTerm(hint_index, m.log_term());
+  RAFT_LOG(LogLevel::kDebug,
+           "[logterm: %d, index: %d] rejected MsgAppend [logterm: %d, index: "
+           "%d] from %d",
+           raft_log_.ZeroTermOnErr(m.index()), m.index(), m.log_term(),
+           m.index(), m.from());
+  resp.set_index(m.index());
+  resp.set_reject(true);
+  resp.set_reject_hint(hint);
+  resp.set_log_term(hint_term);
+  Send(std::move(resp));
+}
+
+void Raft::HandleHeartbeat(const Message& m) {
+  raft_log_.CommitTo(m.commit());
+  Message resp;
+  resp.set_msg_type(raftpb::MsgHeartbeatResponse);
+  resp.set_to(m.from());
+  Send(std::move(resp));
+}
+
+void Raft::HandleSnapshot(Message& m) {
+  uint64_t sindex = m.snapshot().metadata().index();
+  uint64_t sterm = m.snapshot().metadata().term();
+  Message resp;
+  resp.set_msg_type(raftpb::MsgAppendResponse);
+  resp.set_to(m.from());
+  if (Restore(std::move(*m.mutable_snapshot()))) {
+    RAFT_LOG(LogLevel::kInfo,
+             "[commit: %d] restored snapshot [index: %d, term: %d]",
+             raft_log_.committed(), sindex, sterm);
+    resp.set_index(raft_log_.last_index());
+  } else {
+    RAFT_LOG(LogLevel::kInfo,
+             "[commit: %d] ignored snapshot [index: %d, term: %d]",
+             raft_log_.committed(), sindex, sterm);
+    resp.set_index(raft_log_.committed());
+  }
+  Send(std::move(resp));
+}
+
+bool Raft::Restore(raftpb::Snapshot snap) {
+  const raftpb::SnapshotMetadata& meta = snap.metadata();
+  if (meta.index() <= raft_log_.committed()) return false;
+  if (state_ != StateType::kFollower) {
+    // Only a follower installs snapshots; a leader or candidate receiving
+    // one of its own term means something is badly wrong elsewhere, so get
+    // out of the way.
+    RAFT_LOG(LogLevel::kWarning,
+             "attempted to restore snapshot as %s; becoming follower",
+             StateTypeName(state_));
+    BecomeFollower(term_ + 1, kNone);
+    return false;
+  }
+  const raftpb::ConfState& cs = meta.conf_state();
+  bool found = false;
+  for (uint64_t id : cs.voters()) found = found || id == id_;
+  for (uint64_t id : cs.learners()) found = found || id == id_;
+  if (!found) {
+    RAFT_LOG(LogLevel::kWarning,
+             "attempted to restore snapshot but it is not in the ConfState; "
+             "should never happen");
+    return false;
+  }
+  if (raft_log_.MatchTerm(meta.index(), meta.term())) {
+    // We already hold the snapshot's last entry: just commit up to it.
+    RAFT_LOG(LogLevel::kInfo,
+             "fast-forwarded commit to snapshot [index: %d, term: %d]",
+             meta.index(), meta.term());
+    raft_log_.CommitTo(meta.index());
+    return false;
+  }
+  raftpb::ConfState membership = cs;
+  raft_log_.Restore(std::move(snap));
+  ApplyConfState(membership);
+  return true;
+}
+
+raftpb::ConfState Raft::ApplyConfChange(const raftpb::ConfChange& cc) {
+  uint64_t id = cc.node_id();
+  switch (cc.change_type()) {
+    case raftpb::AddNode: {
+      Progress* pr = tracker_.Get(id);
+      if (pr == nullptr) {
+        Progress fresh;
+        fresh.next = raft_log_.last_index() + 1;
+        fresh.recent_active = true;
+        tracker_.SetProgress(id, fresh);
+      } else {
+        pr->is_learner = false;
+      }
+      break;
+    }
+    case raftpb::AddLearnerNode: {
+      Progress* pr = tracker_.Get(id);
+      if (pr == nullptr) {
+        Progress fresh;
+        fresh.next = raft_log_.last_index() + 1;
+        fresh.is_learner = true;
+        fresh.recent_active = true;
+        tracker_.SetProgress(id, fresh);
+      } else if (!pr->is_learner) {
+        RAFT_LOG(LogLevel::kWarning, "ignoring demotion of voter %d to learner",
+                 id);
+      }
+      break;
+    }
+    case raftpb::RemoveNode:
+      tracker_.RemoveProgress(id);
+      break;
+    default:
+      RAFT_LOG(LogLevel::kWarning, "unknown conf change type %d",
+               static_cast<int>(cc.change_type()));
+      break;
+  }
+  if (state_ == StateType::kLeader && !tracker_.Voters().empty()) {
+    // A smaller quorum may commit entries that were waiting.
+    if (MaybeCommit()) BcastAppend();
+  }
+  return tracker_.GetConfState();
+}
+
+}  // namespace raftkv::raft
