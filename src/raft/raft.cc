@@ -506,9 +506,13 @@ void Raft::Campaign() {
   }
   // A node must not campaign while it has committed membership changes it
   // has not applied: its view of the voters may be stale.
-  if (raft_log_.committed() > raft_log_.applied()) {
-    absl::StatusOr<std::vector<Entry>> ents = raft_log_.Slice(
-        raft_log_.applied() + 1, raft_log_.committed() + 1, kNoLimit);
+  // Entries below the first index were replaced by a snapshot whose
+  // membership is already in effect, so the scan starts at the first index.
+  uint64_t scan_from =
+      std::max(raft_log_.applied() + 1, raft_log_.first_index());
+  if (raft_log_.committed() >= scan_from) {
+    absl::StatusOr<std::vector<Entry>> ents =
+        raft_log_.Slice(scan_from, raft_log_.committed() + 1, kNoLimit);
     if (!ents.ok()) {
       Fatal(absl::StrCat("unexpected error getting unapplied entries: ",
                          ents.status().ToString()));
@@ -653,6 +657,10 @@ void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
         // appends): resume normal replication.
         pr->BecomeProbe();
         pr->BecomeReplicate();
+      } else if (pr->match >= pr->pending_snapshot) {
+        // It installed the snapshot, but the log was compacted past it in
+        // the meantime: probe, which sends a newer snapshot.
+        pr->BecomeProbe();
       }
       break;
     case ProgressState::kReplicate:
