@@ -1,0 +1,207 @@
+#include "storage/engine.h"
+
+#include <google/protobuf/message_lite.h>
+#include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+#include <utility>
+
+namespace raftkv::storage {
+namespace {
+
+rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
+
+// The one place where RocksDB statuses become absl statuses.
+absl::Status FromRocks(const rocksdb::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = "rocksdb: " + s.ToString();
+  switch (s.code()) {
+    case rocksdb::Status::kNotFound:
+      return absl::NotFoundError(msg);
+    case rocksdb::Status::kCorruption:
+      return absl::DataLossError(msg);
+    case rocksdb::Status::kInvalidArgument:
+    case rocksdb::Status::kNotSupported:
+      return absl::InvalidArgumentError(msg);
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTryAgain:
+    case rocksdb::Status::kTimedOut:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+absl::StatusOr<bool> ParseInto(
+    const absl::StatusOr<std::optional<std::string>>& v,
+    google::protobuf::MessageLite* msg) {
+  if (!v.ok()) return v.status();
+  if (!v->has_value()) return false;
+  if (!msg->ParseFromString(**v)) {
+    return absl::DataLossError("stored value does not parse as " +
+                               msg->GetTypeName());
+  }
+  return true;
+}
+
+}  // namespace
+
+InMemoryEnv::InMemoryEnv()
+    : env_(rocksdb::NewMemEnv(rocksdb::Env::Default())) {}
+InMemoryEnv::~InMemoryEnv() = default;
+
+// ---- WriteBatch ----------------------------------------------------------
+
+WriteBatch::WriteBatch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+WriteBatch::~WriteBatch() = default;
+WriteBatch::WriteBatch(WriteBatch&&) noexcept = default;
+WriteBatch& WriteBatch::operator=(WriteBatch&&) noexcept = default;
+
+void WriteBatch::Put(std::string_view key, std::string_view value) {
+  // A WriteBatch only fails on size overflow (> 4 GiB), a programming error.
+  (void)batch_->Put(ToSlice(key), ToSlice(value));
+}
+
+void WriteBatch::PutProto(std::string_view key,
+                          const google::protobuf::MessageLite& msg) {
+  Put(key, msg.SerializeAsString());
+}
+
+void WriteBatch::Delete(std::string_view key) {
+  (void)batch_->Delete(ToSlice(key));
+}
+
+void WriteBatch::DeleteRange(std::string_view begin, std::string_view end) {
+  (void)batch_->DeleteRange(ToSlice(begin), ToSlice(end));
+}
+
+int WriteBatch::Count() const { return batch_->Count(); }
+size_t WriteBatch::DataSize() const { return batch_->GetDataSize(); }
+void WriteBatch::Clear() { batch_->Clear(); }
+
+// ---- Iterator --------------------------------------------------------------
+
+struct Iterator::Bounds {
+  std::string lower, upper;
+  rocksdb::Slice lower_slice, upper_slice;
+};
+
+Iterator::Iterator() = default;
+Iterator::~Iterator() = default;
+
+std::unique_ptr<Iterator> Iterator::Make(rocksdb::DB* db,
+                                         const rocksdb::Snapshot* snap,
+                                         std::string lower, std::string upper) {
+  std::unique_ptr<Iterator> it(new Iterator());
+  it->bounds_ = std::make_unique<Bounds>();
+  Bounds& b = *it->bounds_;
+  b.lower = std::move(lower);
+  b.upper = std::move(upper);
+  b.lower_slice = rocksdb::Slice(b.lower);
+  b.upper_slice = rocksdb::Slice(b.upper);
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  ro.iterate_lower_bound = &b.lower_slice;
+  ro.iterate_upper_bound = &b.upper_slice;
+  it->it_.reset(db->NewIterator(ro));
+  return it;
+}
+
+void Iterator::SeekToFirst() { it_->SeekToFirst(); }
+void Iterator::Seek(std::string_view key) { it_->Seek(ToSlice(key)); }
+bool Iterator::Valid() const { return it_->Valid(); }
+void Iterator::Next() { it_->Next(); }
+std::string_view Iterator::key() const {
+  rocksdb::Slice k = it_->key();
+  return {k.data(), k.size()};
+}
+std::string_view Iterator::value() const {
+  rocksdb::Slice v = it_->value();
+  return {v.data(), v.size()};
+}
+absl::Status Iterator::status() const { return FromRocks(it_->status()); }
+
+// ---- Snapshot --------------------------------------------------------------
+
+Snapshot::~Snapshot() { db_->ReleaseSnapshot(snap_); }
+
+absl::StatusOr<std::optional<std::string>> Snapshot::Get(
+    std::string_view key) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap_;
+  std::string value;
+  rocksdb::Status s = db_->Get(ro, ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s);
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::StatusOr<bool> Snapshot::GetProto(
+    std::string_view key, google::protobuf::MessageLite* msg) const {
+  return ParseInto(Get(key), msg);
+}
+
+std::unique_ptr<Iterator> Snapshot::NewIterator(std::string lower,
+                                                std::string upper) const {
+  return Iterator::Make(db_, snap_, std::move(lower), std::move(upper));
+}
+
+// ---- Engine ----------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
+    const EngineOptions& options) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  if (options.memory_env) opts.env = options.memory_env->env();
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &db);
+  if (!s.ok()) return FromRocks(s);
+  return std::unique_ptr<Engine>(new Engine(
+      options.memory_env, std::unique_ptr<rocksdb::DB>(db), options.path));
+}
+
+Engine::Engine(std::shared_ptr<InMemoryEnv> memory_env,
+               std::unique_ptr<rocksdb::DB> db, std::string path)
+    : memory_env_(std::move(memory_env)),
+      db_(std::move(db)),
+      path_(std::move(path)) {}
+
+Engine::~Engine() {
+  if (db_) (void)db_->Close();
+}
+
+absl::StatusOr<std::optional<std::string>> Engine::Get(
+    std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return FromRocks(s);
+  return std::optional<std::string>(std::move(value));
+}
+
+absl::StatusOr<bool> Engine::GetProto(
+    std::string_view key, google::protobuf::MessageLite* msg) const {
+  return ParseInto(Get(key), msg);
+}
+
+absl::Status Engine::Write(const WriteBatch& batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, batch.batch_.get()));
+}
+
+absl::Status Engine::SyncWal() { return FromRocks(db_->FlushWAL(true)); }
+
+std::unique_ptr<Snapshot> Engine::NewSnapshot() const {
+  return std::unique_ptr<Snapshot>(new Snapshot(db_.get(), db_->GetSnapshot()));
+}
+
+std::unique_ptr<Iterator> Engine::NewIterator(std::string lower,
+                                              std::string upper) const {
+  return Iterator::Make(db_.get(), nullptr, std::move(lower), std::move(upper));
+}
+
+}  // namespace raftkv::storage
