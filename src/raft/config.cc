@@ -16,8 +16,17 @@ absl::Status Config::Validate() const {
   if (storage == nullptr) {
     return absl::InvalidArgumentError("storage cannot be null");
   }
-  if (max_size_per_msg == 0 || max_committed_size_per_ready == 0) {
+  if (max_size_per_msg == 0 || max_committed_size_per_ready == 0 ||
+      max_inflight_bytes == 0 || max_uncommitted_entries_size == 0) {
     return absl::InvalidArgumentError("size limits must be greater than 0");
+  }
+  if (max_inflight_msgs == 0) {
+    return absl::InvalidArgumentError(
+        "max inflight messages must be greater than 0");
+  }
+  if (read_only_option == ReadOnlyOption::kLeaseBased && !check_quorum) {
+    return absl::InvalidArgumentError(
+        "lease-based read-only requires check_quorum");
   }
   for (uint64_t p : peers) {
     if (p == kNone) return absl::InvalidArgumentError("peer id cannot be 0");

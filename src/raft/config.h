@@ -42,6 +42,30 @@ struct Config {
   // one entry is handed out. kNoLimit means no limit.
   uint64_t max_committed_size_per_ready = kNoLimit;
 
+  // The most append messages in flight to one follower in Replicate state
+  // (pipelining depth). Must be > 0.
+  uint64_t max_inflight_msgs = 256;
+  // The most entry bytes (EntrySize) in flight to one follower. kNoLimit
+  // means only max_inflight_msgs bounds the window.
+  uint64_t max_inflight_bytes = kNoLimit;
+  // The most bytes of entry payload the leader holds uncommitted; past it
+  // proposals are refused with kProposalDropped (one proposal is always
+  // accepted when nothing is uncommitted). kNoLimit means no cap.
+  uint64_t max_uncommitted_entries_size = kNoLimit;
+
+  // PreVote (Raft thesis §9.6): before an election a node asks whether it
+  // could win; it increments its term only if a quorum says yes, so a node
+  // that was partitioned does not disrupt the group when it returns.
+  bool pre_vote = false;
+  // CheckQuorum: a leader that has not heard from a quorum within an
+  // election timeout steps down; a node that heard from a leader within the
+  // election timeout ignores vote requests (unless forced by a leader
+  // transfer).
+  bool check_quorum = false;
+  // How read-index requests confirm leadership. kLeaseBased requires
+  // check_quorum.
+  ReadOnlyOption read_only_option = ReadOnlyOption::kSafe;
+
   // Seeds the generator behind the randomized election timeout. 0 means
   // "derive from id", so a group's behaviour is a function of its config.
   uint64_t seed = 0;

@@ -72,6 +72,20 @@ void RawNode::ReportUnreachable(uint64_t id) {
   (void)raft_->Step(std::move(m));
 }
 
+absl::Status RawNode::ReadIndex(std::string ctx) {
+  raftpb::Message m;
+  m.set_msg_type(raftpb::MsgReadIndex);
+  m.set_context(std::move(ctx));
+  return raft_->Step(std::move(m));
+}
+
+void RawNode::TransferLeader(uint64_t transferee) {
+  raftpb::Message m;
+  m.set_msg_type(raftpb::MsgTransferLeader);
+  m.set_from(transferee);
+  (void)raft_->Step(std::move(m));
+}
+
 bool RawNode::HasReady() const {
   const Raft& r = *raft_;
   if (!(r.GetSoftState() == prev_soft_state_)) return true;
@@ -81,7 +95,8 @@ bool RawNode::HasReady() const {
   }
   const RaftLog& log = r.raft_log();
   return log.UnstableSnapshot().has_value() || !r.msgs().empty() ||
-         !log.UnstableEntries().empty() || log.HasNextCommittedEntries();
+         !r.read_states().empty() || !log.UnstableEntries().empty() ||
+         log.HasNextCommittedEntries();
 }
 
 Ready RawNode::GetReady() {
@@ -91,6 +106,7 @@ Ready RawNode::GetReady() {
   rd.entries = log.UnstableEntries();
   rd.committed_entries = log.NextCommittedEntries();
   rd.messages = r.ReadMessages();
+  rd.read_states = r.TakeReadStates();
   SoftState ss = r.GetSoftState();
   if (!(ss == prev_soft_state_)) {
     rd.soft_state = ss;
@@ -110,6 +126,9 @@ Ready RawNode::GetReady() {
   h.snapshot_index = rd.snapshot.metadata().index();
   if (!rd.committed_entries.empty()) {
     h.applied_index = rd.committed_entries.back().index();
+    for (const raftpb::Entry& e : rd.committed_entries) {
+      h.applied_payload += e.data().size();
+    }
   }
   handed_ = h;
   return rd;
@@ -132,6 +151,8 @@ void RawNode::Advance() {
     log.AppliedTo(h.snapshot_index);
   }
   if (h.applied_index != 0) log.AppliedTo(h.applied_index);
+  // Applied entries no longer count against the uncommitted-bytes cap.
+  raft_->ReduceUncommittedSize(h.applied_payload);
 }
 
 }  // namespace raftkv::raft

@@ -10,11 +10,18 @@
 //         rd.entries (an entry at index i replaces any persisted entry at or
 //         after i); save rd.hard_state if it is not empty. All of this must
 //         be durable (fsynced) before step b when rd.must_sync is set.
-//      b. Send rd.messages. (A leader may send before its own persist; a
-//         follower's acknowledgements must not leave before it.)
+//      b. Send rd.messages. A leader may send while its own persist is still
+//         in flight (thesis §10.2.1), but it must finish that persist before
+//         it steps anything else or calls Advance: it already counts its own
+//         new entries toward the commit quorum. Every other node's messages
+//         (acknowledgements, votes) must not leave before its persist.
 //      c. Apply rd.committed_entries to the state machine, in order. For an
-//         EntryConfChange entry, apply the change to the node.
+//         EntryConfChange entry, apply the change to the node. Serve each of
+//         rd.read_states once the applied index reaches its index.
 //      d. Call Advance().
+//
+// Also report the fate of every MsgSnapshot sent (ReportSnapshot) and
+// unreachable peers (ReportUnreachable).
 //
 // Persist before send is what makes a vote or an acknowledgement a promise
 // that survives a crash. Advance tells the node that everything in rd was
@@ -46,6 +53,8 @@ struct Ready {
   std::vector<raftpb::Entry> entries;
   // A snapshot to install, if its index is non-zero.
   raftpb::Snapshot snapshot;
+  // Answers to read-index requests (see ReadIndex).
+  std::vector<ReadState> read_states;
   // Committed entries to apply, in order. They were persisted earlier, or
   // are among `entries` of this same Ready.
   std::vector<raftpb::Entry> committed_entries;
@@ -72,6 +81,19 @@ class RawNode {
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
   // Applies a committed membership change and returns the new membership.
   raftpb::ConfState ApplyConfChange(const raftpb::ConfChange& cc);
+  // Asks for a read index: a later Ready carries a ReadState with `ctx` and
+  // an index; once the application has applied that index, a read of its
+  // state machine is linearizable. A follower forwards the request to the
+  // leader; many concurrent requests share one confirmation round. Errors:
+  // kProposalDropped when there is no leader to ask (the request is not
+  // kept).
+  absl::Status ReadIndex(std::string ctx);
+  // Asks the leader to hand leadership to `transferee` (this node's own
+  // application may call it on any member; followers forward it). The
+  // leader brings the transferee's log up to date, then tells it to start an
+  // election at once; proposals are refused meanwhile; the transfer is
+  // abandoned after an election timeout.
+  void TransferLeader(uint64_t transferee);
   // Hands a message from a peer to the node. Errors: kStepLocalMsg for a
   // local-only type; those of Raft::Step. An error leaves the node unchanged.
   absl::Status Step(raftpb::Message m);
@@ -112,7 +134,8 @@ class RawNode {
     raftpb::HardState hard_state;                        // empty if unchanged
     uint64_t last_entry_index = 0, last_entry_term = 0;  // 0: no entries
     uint64_t snapshot_index = 0;                         // 0: no snapshot
-    uint64_t applied_index = 0;  // 0: no committed entries
+    uint64_t applied_index = 0;    // 0: no committed entries
+    uint64_t applied_payload = 0;  // data bytes of the committed entries
   };
 
   std::unique_ptr<Raft> raft_;

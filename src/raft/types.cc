@@ -13,6 +13,8 @@ const char* StateTypeName(StateType state) {
       return "Candidate";
     case StateType::kLeader:
       return "Leader";
+    case StateType::kPreCandidate:
+      return "PreCandidate";
   }
   return "Unknown";
 }
@@ -45,7 +47,8 @@ bool IsLocalMsg(raftpb::MessageType t) {
 bool IsResponseMsg(raftpb::MessageType t) {
   return t == raftpb::MsgAppendResponse ||
          t == raftpb::MsgRequestVoteResponse ||
-         t == raftpb::MsgHeartbeatResponse;
+         t == raftpb::MsgHeartbeatResponse || t == raftpb::MsgPreVoteResponse ||
+         t == raftpb::MsgReadIndexResponse;
 }
 
 std::string DescribeEntry(const raftpb::Entry& e) {

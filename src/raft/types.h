@@ -17,9 +17,9 @@ inline constexpr uint64_t kNone = 0;
 inline constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
 
 // The role of a node, as in the Raft paper.
-enum class StateType { kFollower, kCandidate, kLeader };
+enum class StateType { kFollower, kCandidate, kLeader, kPreCandidate };
 
-// Returns "Follower", "Candidate" or "Leader".
+// Returns "Follower", "Candidate", "Leader" or "PreCandidate".
 const char* StateTypeName(StateType state);
 
 // The volatile state a node reports to the application in Ready when it
@@ -29,6 +29,26 @@ struct SoftState {
   StateType raft_state = StateType::kFollower;
 
   friend bool operator==(const SoftState&, const SoftState&) = default;
+};
+
+// The answer to a read-index request: once the state machine has applied
+// `index`, a read of it observes every write committed before the request
+// was made. `request_ctx` is the context the application gave ReadIndex.
+struct ReadState {
+  uint64_t index = 0;
+  std::string request_ctx;
+
+  friend bool operator==(const ReadState&, const ReadState&) = default;
+};
+
+// How the leader confirms it still leads before answering a read index.
+enum class ReadOnlyOption {
+  // A heartbeat round acknowledged by a quorum (always safe).
+  kSafe,
+  // The leader lease: a leader that heard from a quorum within the election
+  // timeout answers at once. Needs check_quorum, and relies on bounded clock
+  // drift between nodes.
+  kLeaseBased,
 };
 
 // True when every field of `hs` is zero (Ready uses this for "unchanged").
@@ -57,7 +77,7 @@ uint64_t EntriesSize(It begin, It end) {
 bool IsLocalMsg(raftpb::MessageType t);
 
 // Returns true for responses (AppendResponse, RequestVoteResponse,
-// HeartbeatResponse).
+// HeartbeatResponse, PreVoteResponse, ReadIndexResponse).
 bool IsResponseMsg(raftpb::MessageType t);
 
 // A short human-readable rendering of a message for logs and test failures:

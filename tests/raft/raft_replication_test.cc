@@ -657,6 +657,8 @@ TEST(RaftReplicationTest, AllServersStepDownOnHigherTerm) {
         r->BecomeCandidate();
         r->BecomeLeader();
         break;
+      case StateType::kPreCandidate:
+        FAIL() << "not a case of this test";
     }
     r->ReadMessages();
 

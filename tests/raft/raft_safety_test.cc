@@ -1467,11 +1467,12 @@ TEST(RaftSafetyCheckerTest, SimulationDetectsCorruptedApply) {
 
 // A follower has received a snapshot (the core restored it: committed moved
 // to its index) but the application has not handled that Ready yet, so the
-// applied index is still below the snapshot. An election now (a timeout, or
-// Campaign as here) must work: the snapshot's membership is already in
-// effect and no entry below it is left to apply. Found by seed 37 of
+// applied index is still below the snapshot. Found by seed 37 of
 // RandomizedSeeds (a MsgSnapshot, then ticks and a Campaign before the
-// node's next Ready).
+// node's next Ready): the node used to abort scanning for unapplied
+// membership changes below its new first index. Now it must not abort, must
+// not campaign while the snapshot is unpersisted (its log and membership are
+// in flux), and must campaign normally once the snapshot is persisted.
 TEST(RaftSafetyRegressionTest, CampaignWithSnapshotNotYetHandled) {
   MemoryStorage storage;
   Config c;
@@ -1495,12 +1496,27 @@ TEST(RaftSafetyRegressionTest, CampaignWithSnapshotNotYetHandled) {
   ASSERT_EQ(node.raft().raft_log().committed(), 10u);
   ASSERT_LT(node.raft().raft_log().applied(), 10u);
 
-  node.Campaign();  // (Raft paper §5.2: a follower may time out any time)
+  // Neither an explicit campaign nor an election timeout starts an election
+  // while the snapshot waits to be persisted.
+  node.Campaign();
+  for (int i = 0; i < 40; ++i) node.Tick();
+  EXPECT_EQ(node.raft().state(), StateType::kFollower);
+  EXPECT_EQ(node.raft().term(), 2u);
 
+  Ready rd = node.GetReady();
+  ASSERT_EQ(rd.snapshot.metadata().index(), 10u);
+  for (const Message& out : rd.messages) {
+    EXPECT_NE(out.msg_type(), raftpb::MsgRequestVote);
+  }
+  ASSERT_TRUE(storage.ApplySnapshot(rd.snapshot).ok());
+  if (!IsEmptyHardState(rd.hard_state)) storage.SetHardState(rd.hard_state);
+  node.Advance();
+  EXPECT_EQ(node.raft().raft_log().applied(), 10u);
+
+  node.Campaign();  // (Raft paper §5.2: a follower may time out any time)
   EXPECT_EQ(node.raft().state(), StateType::kCandidate);
   EXPECT_EQ(node.raft().term(), 3u);
-  Ready rd = node.GetReady();
-  EXPECT_EQ(rd.snapshot.metadata().index(), 10u);
+  rd = node.GetReady();
   int votes = 0;
   for (const Message& out : rd.messages) {
     if (out.msg_type() != raftpb::MsgRequestVote) continue;

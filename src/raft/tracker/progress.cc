@@ -30,6 +30,7 @@ void Progress::BecomeProbe() {
   }
   pending_snapshot = 0;
   probe_sent = false;
+  inflights.Reset();
 }
 
 void Progress::BecomeReplicate() {
@@ -37,12 +38,14 @@ void Progress::BecomeReplicate() {
   next = match + 1;
   pending_snapshot = 0;
   probe_sent = false;
+  inflights.Reset();
 }
 
 void Progress::BecomeSnapshot(uint64_t snapshot_index) {
   state = ProgressState::kSnapshot;
   pending_snapshot = snapshot_index;
   probe_sent = false;
+  inflights.Reset();
 }
 
 bool Progress::MaybeUpdate(uint64_t n) {
@@ -77,7 +80,7 @@ bool Progress::IsPaused() const {
     case ProgressState::kProbe:
       return probe_sent;
     case ProgressState::kReplicate:
-      return false;
+      return inflights.Full();
     case ProgressState::kSnapshot:
       return true;
   }

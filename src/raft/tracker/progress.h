@@ -5,13 +5,16 @@
 //              sends one append at a time and waits for the answer (or a
 //              heartbeat response) before sending the next.
 //   Replicate: the follower is known to match up to `match`. The leader
-//              streams appends optimistically, advancing `next` as it sends.
+//              streams appends optimistically, advancing `next` as it sends,
+//              as long as the Inflights window has room.
 //   Snapshot:  the follower needs a snapshot; nothing else is sent until the
 //              snapshot is acknowledged or reported failed.
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include "raft/tracker/inflights.h"
 
 namespace raftkv::raft {
 
@@ -33,6 +36,8 @@ struct Progress {
   bool recent_active = false;
   // Learners receive the log but do not vote or count toward a quorum.
   bool is_learner = false;
+  // In Replicate state: the appends sent and not yet acknowledged.
+  Inflights inflights;
 
   // Switches to Probe; next becomes match + 1 (or, coming from Snapshot,
   // max(match, pending_snapshot) + 1).
@@ -50,7 +55,8 @@ struct Progress {
   // Handles a rejected append of index `rejected` with the follower's hint
   // `match_hint`. Returns false if the rejection is stale (ignored).
   bool MaybeDecrTo(uint64_t rejected, uint64_t match_hint);
-  // True when the leader must not send appends to this follower now.
+  // True when the leader must not send appends to this follower now: a
+  // probe is outstanding, the inflight window is full, or a snapshot is.
   bool IsPaused() const;
 
   std::string ToString() const;
