@@ -14,6 +14,7 @@ constexpr char kRaftLogSuffix = 0x01;
 constexpr char kRaftStateSuffix = 0x02;
 constexpr char kApplyStateSuffix = 0x03;
 constexpr char kRegionStateSuffix = 0x01;
+constexpr char kDedupSuffix = 0x02;
 
 void AppendU64(std::string* s, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) {
@@ -59,6 +60,34 @@ std::string ApplyStateKey(uint64_t region_id) {
 
 std::string RegionStateKey(uint64_t region_id) {
   return RegionKey(kRegionMetaPrefix, region_id, kRegionStateSuffix);
+}
+
+std::string DedupKey(uint64_t region_id, uint64_t client_id) {
+  std::string k = RegionKey(kRegionMetaPrefix, region_id, kDedupSuffix);
+  AppendU64(&k, client_id);
+  return k;
+}
+
+std::string DedupStartKey(uint64_t region_id) {
+  return RegionKey(kRegionMetaPrefix, region_id, kDedupSuffix);
+}
+
+std::string DedupEndKey(uint64_t region_id) {
+  return RegionKey(kRegionMetaPrefix, region_id, kDedupSuffix + 1);
+}
+
+std::string EncodeU64(uint64_t v) {
+  std::string s;
+  AppendU64(&s, v);
+  return s;
+}
+
+bool DecodeU64(std::string_view s, uint64_t* v) {
+  if (s.size() != 8) return false;
+  uint64_t r = 0;
+  for (char c : s) r = (r << 8) | static_cast<unsigned char>(c);
+  *v = r;
+  return true;
 }
 
 std::string RaftLogStartKey(uint64_t region_id) {

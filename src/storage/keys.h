@@ -4,15 +4,18 @@
 // (store and region metadata) keys start with 0x01; user data keys start
 // with a column-family name, so they sort after every local key.
 //
-//   key                          bytes                          engine  value
-//   prepare-bootstrap            01 01                          kv
-//   RegionLocalState store ident                  01 02 kv      StoreIdent raft
-//   log entry               01 02 <region> 01 <index>      raft    raftpb.Entry
-//   raft state                   01 02 <region> 02              raft
-//   RaftLocalState apply state                  01 02 <region> 03 kv
-//   RaftApplyState region state                 01 03 <region> 01 kv
-//   RegionLocalState user data                    <cf> '_' <user key> kv user
-//   value
+// clang-format off
+//   key                 bytes                         engine  value
+//   prepare-bootstrap   01 01                         kv      RegionLocalState
+//   store ident         01 02                         kv      StoreIdent
+//   raft log entry      01 02 <region> 01 <index>     raft    raftpb.Entry
+//   raft state          01 02 <region> 02             raft    RaftLocalState
+//   apply state         01 02 <region> 03             kv      RaftApplyState
+//   region state        01 03 <region> 01             kv      RegionLocalState
+//   exactly-once entry  01 03 <region> 02 <client>    kv      last applied
+//                                                             sequence (u64)
+//   user data           <cf> '_' <user key>           kv      user value
+// clang-format on
 //
 // A region's raft log entries are contiguous in key order and lie in
 // [RaftLogKey(region, 0), RaftLogKey(region, 2^64-1)], so ranges of the log
@@ -42,6 +45,15 @@ std::string RaftLogKey(uint64_t region_id, uint64_t index);
 std::string RaftStateKey(uint64_t region_id);
 std::string ApplyStateKey(uint64_t region_id);
 std::string RegionStateKey(uint64_t region_id);
+// The exactly-once entry of `client_id` in `region_id`, and the bounds
+// [start, end) of every such entry of the region.
+std::string DedupKey(uint64_t region_id, uint64_t client_id);
+std::string DedupStartKey(uint64_t region_id);
+std::string DedupEndKey(uint64_t region_id);
+// Encodes and decodes the 8-byte big-endian integers used in keys and in the
+// exactly-once table's values. Decode returns false on a wrong size.
+std::string EncodeU64(uint64_t v);
+bool DecodeU64(std::string_view s, uint64_t* v);
 
 // The first and one-past-the-last keys of a region's raft log, for range
 // deletion and scans: every RaftLogKey(region_id, i) lies in [start, end).

@@ -28,6 +28,23 @@ TEST(KeysTest, LocalKeysHaveTheDocumentedBytes) {
   EXPECT_EQ(DataKey(kCfLock, ""), "lock_");
 }
 
+TEST(KeysTest, DedupKeysAreRegionScopedAndBounded) {
+  EXPECT_EQ(DedupKey(1, 2),
+            Bytes({1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 2}));
+  for (uint64_t client : {0ull, 7ull, ~0ull}) {
+    std::string k = DedupKey(5, client);
+    EXPECT_GE(k, DedupStartKey(5));
+    EXPECT_LT(k, DedupEndKey(5));
+    EXPECT_FALSE(k >= DedupStartKey(6) && k < DedupEndKey(6));
+  }
+  // The region state key of the same region is outside the range.
+  EXPECT_LT(RegionStateKey(5), DedupStartKey(5));
+  uint64_t v = 0;
+  EXPECT_TRUE(DecodeU64(EncodeU64(0x0102030405060708), &v));
+  EXPECT_EQ(v, 0x0102030405060708u);
+  EXPECT_FALSE(DecodeU64("short", &v));
+}
+
 TEST(KeysTest, RaftLogKeysSortByIndexAndStayInTheRegionRange) {
   for (uint64_t region : {1ull, 2ull, 1ull << 40}) {
     std::string start = RaftLogStartKey(region);

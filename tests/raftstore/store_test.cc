@@ -1,0 +1,334 @@
+// Three stores in one process on one thread, with an in-memory transport
+// queue: elections, commands through raft, the errors a store answers with,
+// exactly-once retries, and restart from the engines.
+#include "raftstore/store.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "storage/keys.h"
+
+namespace raftkv::raftstore {
+namespace {
+
+using raft_cmdpb::RaftCmdRequest;
+using raft_cmdpb::RaftCmdResponse;
+
+class QueueTransport : public Transport {
+ public:
+  absl::Status Send(raft_serverpb::RaftMessage msg) override {
+    if (cut_.count(msg.to_peer().store_id()) ||
+        cut_.count(msg.from_peer().store_id())) {
+      return absl::OkStatus();  // lost on the way
+    }
+    queue_.push_back(std::move(msg));
+    return absl::OkStatus();
+  }
+  std::deque<raft_serverpb::RaftMessage> queue_;
+  std::set<uint64_t> cut_;
+};
+
+metapb::Region MakeRegion(std::string end_key = "") {
+  metapb::Region r;
+  r.set_id(1);
+  r.set_end_key(std::move(end_key));
+  r.mutable_region_epoch()->set_conf_ver(1);
+  r.mutable_region_epoch()->set_version(1);
+  for (uint64_t i = 1; i <= 3; ++i) {
+    metapb::Peer* p = r.add_peers();
+    p->set_id(i);
+    p->set_store_id(i);
+  }
+  return r;
+}
+
+class Cluster {
+ public:
+  explicit Cluster(const metapb::Region& region) : region_(region) {
+    for (uint64_t id = 1; id <= 3; ++id) {
+      OpenEngines(id);
+      EXPECT_TRUE(
+          BootstrapStore(raft_[id].get(), kv_[id].get(), 1, id, region).ok());
+      StartStore(id);
+    }
+  }
+
+  void OpenEngines(uint64_t id) {
+    std::string dir = "/cluster/store" + std::to_string(id);
+    raft_[id] = *storage::Engine::Open({dir + "/raft", env_});
+    kv_[id] = *storage::Engine::Open({dir + "/kv", env_});
+  }
+
+  void StartStore(uint64_t id) {
+    StoreConfig c;
+    c.store_id = id;
+    c.seed = 7;
+    auto s = Store::Open(c, raft_[id].get(), kv_[id].get(), &transport_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    stores_[id] = *std::move(s);
+  }
+
+  // Crash: drop the store and its engines; the in-memory disk survives.
+  void Restart(uint64_t id) {
+    stores_.erase(id);
+    raft_[id].reset();
+    kv_[id].reset();
+    OpenEngines(id);
+    StartStore(id);
+  }
+
+  // Delivers messages and handles Readies until nothing moves.
+  void Settle() {
+    for (int i = 0; i < 10000; ++i) {
+      bool busy = false;
+      for (auto& [id, s] : stores_) busy |= s->HandleReadies();
+      while (!transport_.queue_.empty()) {
+        busy = true;
+        raft_serverpb::RaftMessage m = std::move(transport_.queue_.front());
+        transport_.queue_.pop_front();
+        auto it = stores_.find(m.to_peer().store_id());
+        if (it != stores_.end()) it->second->Step(std::move(m));
+      }
+      if (!busy) return;
+    }
+    ADD_FAILURE() << "cluster never settled";
+  }
+
+  void TickAll(int n) {
+    for (int i = 0; i < n; ++i) {
+      for (auto& [id, s] : stores_) s->Tick();
+      Settle();
+    }
+  }
+
+  // The store whose peer leads, after ticking until there is one.
+  uint64_t Leader() {
+    for (int i = 0; i < 200; ++i) {
+      for (auto& [id, s] : stores_) {
+        if (s->GetPeer(1)->IsLeader()) return id;
+      }
+      TickAll(1);
+    }
+    ADD_FAILURE() << "no leader";
+    return 0;
+  }
+
+  // Proposes on store `id` and settles; returns the answer, if any came.
+  std::optional<CmdResult> Run(uint64_t id, RaftCmdRequest req) {
+    std::optional<CmdResult> out;
+    stores_[id]->Propose(std::move(req),
+                         [&out](CmdResult r) { out = std::move(r); });
+    Settle();
+    return out;
+  }
+
+  Store& store(uint64_t id) { return *stores_[id]; }
+  QueueTransport& transport() { return transport_; }
+  storage::Engine& kv(uint64_t id) { return *kv_[id]; }
+
+ private:
+  metapb::Region region_;
+  std::shared_ptr<storage::InMemoryEnv> env_ =
+      std::make_shared<storage::InMemoryEnv>();
+  QueueTransport transport_;
+  std::map<uint64_t, std::unique_ptr<storage::Engine>> raft_, kv_;
+  std::map<uint64_t, std::unique_ptr<Store>> stores_;
+};
+
+RaftCmdRequest Header(uint64_t store_id, uint64_t client = 0,
+                      uint64_t seq = 0) {
+  RaftCmdRequest req;
+  auto* h = req.mutable_header();
+  h->set_region_id(1);
+  h->mutable_peer()->set_id(store_id);
+  h->mutable_peer()->set_store_id(store_id);
+  h->mutable_region_epoch()->set_conf_ver(1);
+  h->mutable_region_epoch()->set_version(1);
+  h->set_client_id(client);
+  h->set_sequence(seq);
+  return req;
+}
+
+RaftCmdRequest Put(uint64_t store_id, const std::string& k,
+                   const std::string& v, uint64_t client = 0,
+                   uint64_t seq = 0) {
+  RaftCmdRequest req = Header(store_id, client, seq);
+  auto* r = req.add_requests();
+  r->set_cmd_type(raft_cmdpb::Put);
+  r->mutable_put()->set_cf(std::string(storage::kCfDefault));
+  r->mutable_put()->set_key(k);
+  r->mutable_put()->set_value(v);
+  return req;
+}
+
+RaftCmdRequest Get(uint64_t store_id, const std::string& k) {
+  RaftCmdRequest req = Header(store_id);
+  auto* r = req.add_requests();
+  r->set_cmd_type(raft_cmdpb::Get);
+  r->mutable_get()->set_cf(std::string(storage::kCfDefault));
+  r->mutable_get()->set_key(k);
+  return req;
+}
+
+std::string Value(const std::optional<CmdResult>& r) {
+  EXPECT_TRUE(r.has_value());
+  if (!r) return "<no answer>";
+  EXPECT_FALSE(r->response.header().has_error())
+      << r->response.header().error().message();
+  if (r->response.responses_size() != 1) return "<bad response>";
+  return r->response.responses(0).get().value();
+}
+
+TEST(StoreTest, ElectsALeaderAndAppliesCommandsOnEveryStore) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  ASSERT_NE(leader, 0u);
+  auto put = c.Run(leader, Put(leader, "k1", "v1"));
+  ASSERT_TRUE(put.has_value());
+  EXPECT_FALSE(put->response.header().has_error());
+  EXPECT_EQ(Value(c.Run(leader, Get(leader, "k1"))), "v1");
+  c.TickAll(3);  // followers learn the commit index
+  for (uint64_t id = 1; id <= 3; ++id) {
+    auto v = c.kv(id).Get(storage::DataKey(storage::kCfDefault, "k1"));
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->value_or("<absent>"), "v1") << "store " << id;
+  }
+}
+
+TEST(StoreTest, SnapHandsBackAReadViewTakenAtApply) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  ASSERT_TRUE(c.Run(leader, Put(leader, "a", "1")).has_value());
+  RaftCmdRequest snap = Header(leader);
+  snap.add_requests()->set_cmd_type(raft_cmdpb::Snap);
+  auto r = c.Run(leader, snap);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_NE(r->snap, nullptr);
+  EXPECT_EQ(r->response.responses(0).snap().region().id(), 1u);
+  ASSERT_TRUE(c.Run(leader, Put(leader, "a", "2")).has_value());
+  // The view is frozen at the Snap's apply.
+  EXPECT_EQ(r->snap->Get(storage::DataKey(storage::kCfDefault, "a"))->value(),
+            "1");
+}
+
+TEST(StoreTest, FollowerAnswersNotLeaderWithTheLeader) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  c.TickAll(2);
+  uint64_t follower = leader == 1 ? 2 : 1;
+  auto r = c.Run(follower, Put(follower, "k", "v"));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->response.header().error().has_not_leader());
+  EXPECT_EQ(r->response.header().error().not_leader().leader().id(), leader);
+}
+
+TEST(StoreTest, RequestsCheckedBeforeProposing) {
+  Cluster c(MakeRegion("m"));
+  uint64_t leader = c.Leader();
+  // Addressed to another store.
+  RaftCmdRequest wrong_store = Put(leader, "a", "1");
+  wrong_store.mutable_header()->mutable_peer()->set_store_id(leader % 3 + 1);
+  auto r = c.Run(leader, wrong_store);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().error().has_store_not_match());
+  // An unknown region.
+  RaftCmdRequest unknown = Put(leader, "a", "1");
+  unknown.mutable_header()->set_region_id(99);
+  r = c.Run(leader, unknown);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().error().has_region_not_found());
+  // A stale epoch.
+  RaftCmdRequest stale = Put(leader, "a", "1");
+  stale.mutable_header()->mutable_region_epoch()->set_version(0);
+  r = c.Run(leader, stale);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().error().has_epoch_not_match());
+  // A key outside the region ["", "m").
+  r = c.Run(leader, Put(leader, "z", "1"));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().error().has_key_not_in_region());
+  // An invalid column family fails the whole command: nothing applies.
+  RaftCmdRequest mixed = Put(leader, "b", "1");
+  auto* bad = mixed.add_requests();
+  bad->set_cmd_type(raft_cmdpb::Put);
+  bad->mutable_put()->set_cf("nope");
+  bad->mutable_put()->set_key("c");
+  r = c.Run(leader, mixed);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().has_error());
+  EXPECT_EQ(Value(c.Run(leader, Get(leader, "b"))), "");
+}
+
+TEST(StoreTest, RetriedCommandIsAppliedOnce) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  ASSERT_TRUE(c.Run(leader, Put(leader, "k", "first", 42, 1)).has_value());
+  ASSERT_TRUE(c.Run(leader, Put(leader, "k", "second", 42, 2)).has_value());
+  // A retry of sequence 1 (its answer was lost, say) must not undo 2.
+  auto retry = c.Run(leader, Put(leader, "k", "first", 42, 1));
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_FALSE(retry->response.header().has_error());
+  EXPECT_EQ(Value(c.Run(leader, Get(leader, "k"))), "second");
+  // The table survives a restart of every store.
+  for (uint64_t id = 1; id <= 3; ++id) c.Restart(id);
+  leader = c.Leader();
+  ASSERT_TRUE(c.Run(leader, Put(leader, "k", "first", 42, 1)).has_value());
+  EXPECT_EQ(Value(c.Run(leader, Get(leader, "k"))), "second");
+}
+
+TEST(StoreTest, OverwrittenProposalIsAnsweredStale) {
+  Cluster c(MakeRegion());
+  uint64_t old_leader = c.Leader();
+  c.TickAll(2);
+  // The leader is cut off; its proposal cannot commit.
+  c.transport().cut_.insert(old_leader);
+  std::optional<CmdResult> answer;
+  c.store(old_leader).Propose(Put(old_leader, "k", "lost"), [&](CmdResult r) {
+    answer = std::move(r);
+  });
+  c.Settle();
+  EXPECT_FALSE(answer.has_value());
+  // The others elect a new leader and commit something else.
+  uint64_t new_leader = 0;
+  for (int i = 0; i < 300 && new_leader == 0; ++i) {
+    c.TickAll(1);
+    for (uint64_t id = 1; id <= 3; ++id) {
+      if (id != old_leader && c.store(id).GetPeer(1)->IsLeader()) {
+        new_leader = id;
+      }
+    }
+  }
+  ASSERT_NE(new_leader, 0u);
+  ASSERT_TRUE(c.Run(new_leader, Put(new_leader, "k", "won")).has_value());
+  // Heal: the old leader's entry is overwritten and its proposal answered.
+  c.transport().cut_.clear();
+  c.TickAll(30);
+  ASSERT_TRUE(answer.has_value()) << "the proposal was left hanging";
+  EXPECT_TRUE(answer->response.header().error().has_stale_command());
+  EXPECT_EQ(Value(c.Run(new_leader, Get(new_leader, "k"))), "won");
+}
+
+TEST(StoreTest, RestartKeepsEverythingApplied) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(c.Run(leader, Put(leader, "k" + std::to_string(i),
+                                  "v" + std::to_string(i)))
+                    .has_value());
+  }
+  for (uint64_t id = 1; id <= 3; ++id) c.Restart(id);
+  leader = c.Leader();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Value(c.Run(leader, Get(leader, "k" + std::to_string(i)))),
+              "v" + std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace raftkv::raftstore
