@@ -352,7 +352,8 @@ bool Raft::MaybeSendAppend(uint64_t to, bool send_if_empty) {
   }
   uint64_t last = ents->empty() ? 0 : ents->back().index();
   uint64_t bytes = EntriesSize(ents->begin(), ents->end());
-  bool batched = TryBatchAppend(to, prev_index, &*ents);
+  bool had_entries = false;
+  bool batched = TryBatchAppend(to, prev_index, &*ents, &had_entries);
   if (!batched) {
     Message m;
     m.set_msg_type(raftpb::MsgAppend);
@@ -370,7 +371,10 @@ bool Raft::MaybeSendAppend(uint64_t to, bool send_if_empty) {
     switch (pr->state) {
       case ProgressState::kReplicate:
         pr->OptimisticUpdate(last);
-        if (batched && pr->inflights.Count() > 0 &&
+        // Merged into a queued message that already holds a window slot:
+        // grow that slot. A queued commit-only append holds none, so the
+        // entries merged into it take a new one.
+        if (batched && had_entries && pr->inflights.Count() > 0 &&
             pr->inflights.LastIndex() == prev_index) {
           pr->inflights.ExtendLast(last, bytes);
         } else {
@@ -389,7 +393,7 @@ bool Raft::MaybeSendAppend(uint64_t to, bool send_if_empty) {
 }
 
 bool Raft::TryBatchAppend(uint64_t to, uint64_t prev_index,
-                          std::vector<Entry>* ents) {
+                          std::vector<Entry>* ents, bool* had_entries) {
   // Only the newest queued message to `to` may be extended, so that the
   // order of what `to` receives does not change.
   for (auto it = msgs_.rbegin(); it != msgs_.rend(); ++it) {
@@ -399,6 +403,7 @@ bool Raft::TryBatchAppend(uint64_t to, uint64_t prev_index,
     if (m.index() + static_cast<uint64_t>(m.entries_size()) != prev_index) {
       return false;
     }
+    *had_entries = m.entries_size() > 0;
     if (!ents->empty()) {
       uint64_t& queued = queued_append_bytes_[to];
       uint64_t size = queued + EntriesSize(ents->begin(), ents->end());

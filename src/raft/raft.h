@@ -175,9 +175,11 @@ class Raft {
   bool MaybeSendAppend(uint64_t to, bool send_if_empty);
   // Adds `ents` (which follow prev_index) to a MsgAppend to `to` still
   // waiting in msgs_, if there is one they continue and the size limit
-  // allows; refreshes its commit index. Returns false if none fits.
+  // allows; refreshes its commit index. Returns false if none fits. Sets
+  // *had_entries to whether that message already carried entries (and so
+  // already holds a slot in the inflight window).
   bool TryBatchAppend(uint64_t to, uint64_t prev_index,
-                      std::vector<raftpb::Entry>* ents);
+                      std::vector<raftpb::Entry>* ents, bool* had_entries);
   bool MaybeSendSnapshot(uint64_t to, Progress* pr);
   void HandleAppendEntries(raftpb::Message& m);
   void HandleHeartbeat(const raftpb::Message& m);
