@@ -169,7 +169,22 @@ void Peer::FinishReady(Transport* transport) {
   ready_.reset();
   Send(std::move(rd.messages), transport);
   if (!rd.committed_entries.empty()) ApplyEntries(rd.committed_entries);
+  if (rd.soft_state && rd.soft_state->raft_state != raft::StateType::kLeader) {
+    AbandonProposals();
+  }
   node_->Advance();
+}
+
+void Peer::AbandonProposals() {
+  std::deque<Proposal> pending;
+  pending.swap(proposals_);
+  for (Proposal& p : pending) {
+    errorpb::Error e = StaleCommandError();
+    e.set_message(
+        "leadership lost; the command may or may not be applied: retry with "
+        "the same client id and sequence number");
+    p.cb(CmdResult{ErrorResponse(e, term())});
+  }
 }
 
 void Peer::Send(std::vector<raftpb::Message> msgs, Transport* transport) {

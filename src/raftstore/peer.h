@@ -6,8 +6,11 @@
 // at a proposal's index is applied, the proposal is answered with the
 // command's result if the entry's term is the proposal's, and with
 // StaleCommand otherwise (a new leader overwrote it); proposals below an
-// applied index that never matched are stale too. None is left hanging once
-// its index is applied.
+// applied index that never matched are stale too. When the peer stops
+// leading, every pending proposal is answered StaleCommand at once: its
+// entry may or may not commit under the next leader, so the client retries
+// with the same client id and sequence number, which the exactly-once table
+// makes safe. So no proposal waits for an index a quiet group never reaches.
 //
 // Apply is deterministic: every replica applies the same commands in the
 // same order, writing the data, the applied index and the exactly-once table
@@ -124,6 +127,8 @@ class Peer {
   std::optional<Callback> TakeProposal(uint64_t index, uint64_t term,
                                        std::vector<Answer>* answers);
   void FlushApply(storage::WriteBatch* kv_wb);
+  // Answers every pending proposal StaleCommand (leadership was lost).
+  void AbandonProposals();
   absl::Status LoadDedupTable();
 
   metapb::Peer meta_;

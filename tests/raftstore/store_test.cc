@@ -314,6 +314,51 @@ TEST(StoreTest, OverwrittenProposalIsAnsweredStale) {
   EXPECT_EQ(Value(c.Run(new_leader, Get(new_leader, "k"))), "won");
 }
 
+// Regression: a deposed leader's proposals used to wait until their index was
+// applied. Here the new leader writes nothing but its no-op, so the old
+// leader's later indexes are never reached: the proposals must be answered
+// (StaleCommand: retry with the same client id and sequence) once it learns
+// it no longer leads.
+TEST(StoreTest, ProposalsOfADeposedLeaderAreAnsweredInAQuietGroup) {
+  Cluster c(MakeRegion());
+  uint64_t old_leader = c.Leader();
+  c.TickAll(2);
+  c.transport().cut_.insert(old_leader);
+  std::vector<std::optional<CmdResult>> answers(3);
+  for (size_t i = 0; i < answers.size(); ++i) {
+    c.store(old_leader)
+        .Propose(Put(old_leader, "k" + std::to_string(i), "v", 9, i + 1),
+                 [&answers, i](CmdResult r) { answers[i] = std::move(r); });
+  }
+  c.Settle();
+  uint64_t new_leader = 0;
+  for (int i = 0; i < 300 && new_leader == 0; ++i) {
+    c.TickAll(1);
+    for (uint64_t id = 1; id <= 3; ++id) {
+      if (id != old_leader && c.store(id).GetPeer(1)->IsLeader()) {
+        new_leader = id;
+      }
+    }
+  }
+  ASSERT_NE(new_leader, 0u);
+  c.transport().cut_.clear();
+  c.TickAll(30);
+  for (size_t i = 0; i < answers.size(); ++i) {
+    ASSERT_TRUE(answers[i].has_value()) << "proposal " << i << " hangs";
+    EXPECT_TRUE(answers[i]->response.header().error().has_stale_command());
+  }
+  // Retrying with the same sequence numbers applies each write once.
+  for (size_t i = 0; i < answers.size(); ++i) {
+    auto r = c.Run(new_leader,
+                   Put(new_leader, "k" + std::to_string(i), "v", 9, i + 1));
+    ASSERT_TRUE(r.has_value());
+    EXPECT_FALSE(r->response.header().has_error());
+    EXPECT_EQ(
+        Value(c.Run(new_leader, Get(new_leader, "k" + std::to_string(i)))),
+        "v");
+  }
+}
+
 TEST(StoreTest, RestartKeepsEverythingApplied) {
   Cluster c(MakeRegion());
   uint64_t leader = c.Leader();
