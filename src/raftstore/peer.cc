@@ -139,6 +139,30 @@ void Peer::Propose(RaftCmdRequest req, Callback cb) {
         NotLeaderError(region_id(), FindPeer(region(), LeaderId())), term())});
     return;
   }
+  if (req.has_admin_request()) {
+    const raft_cmdpb::AdminRequest& admin = req.admin_request();
+    if (admin.cmd_type() != raft_cmdpb::TransferLeader) {
+      cb(CmdResult{
+          ErrorResponse(MessageError(absl::StrCat(
+                            "unsupported admin command ",
+                            raft_cmdpb::AdminCmdType_Name(admin.cmd_type()))),
+                        term())});
+      return;
+    }
+    if (FindPeer(region(), admin.transfer_leader().peer().id()) == nullptr) {
+      cb(CmdResult{ErrorResponse(
+          MessageError("transfer target is not a peer of the region"),
+          term())});
+      return;
+    }
+    node_->TransferLeader(admin.transfer_leader().peer().id());
+    RaftCmdResponse resp;
+    resp.mutable_header()->set_current_term(term());
+    resp.mutable_admin_response()->set_cmd_type(raft_cmdpb::TransferLeader);
+    resp.mutable_admin_response()->mutable_transfer_leader();
+    cb(CmdResult{std::move(resp)});
+    return;
+  }
   std::string data = req.SerializeAsString();
   if (absl::Status s = node_->Propose(std::move(data)); !s.ok()) {
     // Refused by raft (e.g. a leader transfer is in progress): the client

@@ -85,7 +85,12 @@ class Peer {
 
   // Proposes `req`, which the store already checked against this region.
   // Answers NotLeader at once if this peer is not the leader or raft refuses
-  // the proposal; otherwise `cb` is called when the entry is applied.
+  // the proposal; otherwise `cb` is called when the entry is applied. The
+  // TransferLeader admin command does not go through the log: the leader
+  // starts the transfer and answers at once (the transfer itself may still
+  // fail; the caller watches who leads). Other admin commands are answered
+  // with an error until they are supported (CompactLog comes with log
+  // compaction).
   void Propose(raft_cmdpb::RaftCmdRequest req, Callback cb);
   // Steps a raft message addressed to this peer.
   void Step(raftpb::Message m);

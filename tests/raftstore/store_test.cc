@@ -359,6 +359,44 @@ TEST(StoreTest, ProposalsOfADeposedLeaderAreAnsweredInAQuietGroup) {
   }
 }
 
+TEST(StoreTest, TransferLeaderAdminMovesLeadership) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  ASSERT_TRUE(c.Run(leader, Put(leader, "k", "v")).has_value());
+  uint64_t target = leader % 3 + 1;
+  RaftCmdRequest req = Header(leader);
+  auto* admin = req.mutable_admin_request();
+  admin->set_cmd_type(raft_cmdpb::TransferLeader);
+  admin->mutable_transfer_leader()->mutable_peer()->set_id(target);
+  admin->mutable_transfer_leader()->mutable_peer()->set_store_id(target);
+  auto r = c.Run(leader, req);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->response.header().has_error());
+  EXPECT_EQ(r->response.admin_response().cmd_type(),
+            raft_cmdpb::TransferLeader);
+  c.TickAll(5);
+  EXPECT_TRUE(c.store(target).GetPeer(1)->IsLeader());
+  EXPECT_FALSE(c.store(leader).GetPeer(1)->IsLeader());
+  EXPECT_EQ(Value(c.Run(target, Get(target, "k"))), "v");
+
+  // Other admin commands are refused with an error, not dropped.
+  RaftCmdRequest compact = Header(target);
+  compact.mutable_admin_request()->set_cmd_type(raft_cmdpb::CompactLog);
+  r = c.Run(target, compact);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().has_error());
+  // A target outside the region is refused too.
+  RaftCmdRequest bad = Header(target);
+  bad.mutable_admin_request()->set_cmd_type(raft_cmdpb::TransferLeader);
+  bad.mutable_admin_request()
+      ->mutable_transfer_leader()
+      ->mutable_peer()
+      ->set_id(9);
+  r = c.Run(target, bad);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->response.header().has_error());
+}
+
 TEST(StoreTest, RestartKeepsEverythingApplied) {
   Cluster c(MakeRegion());
   uint64_t leader = c.Leader();
