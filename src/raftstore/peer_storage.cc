@@ -18,6 +18,19 @@ namespace {
 
 }  // namespace
 
+metapb::Region InitialRegion(uint64_t num_stores) {
+  metapb::Region r;
+  r.set_id(1);
+  r.mutable_region_epoch()->set_conf_ver(1);
+  r.mutable_region_epoch()->set_version(1);
+  for (uint64_t i = 1; i <= num_stores; ++i) {
+    metapb::Peer* p = r.add_peers();
+    p->set_id(i);
+    p->set_store_id(i);
+  }
+  return r;
+}
+
 absl::Status WriteInitialStates(storage::Engine* raft_engine,
                                 storage::Engine* kv_engine,
                                 const metapb::Region& region) {

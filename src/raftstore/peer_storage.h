@@ -38,6 +38,11 @@ namespace raftkv::raftstore {
 inline constexpr uint64_t kRaftInitLogIndex = 5;
 inline constexpr uint64_t kRaftInitLogTerm = 5;
 
+// The first region of a new cluster of `num_stores` stores: id 1, the whole
+// key space ["", ""), epoch (conf_ver 1, version 1), and peer i on store i
+// for i in 1..num_stores (TinyKV's bootstrap).
+metapb::Region InitialRegion(uint64_t num_stores);
+
 // Writes the initial states of `region` on a store that is being
 // bootstrapped: RaftLocalState{hard state (term 5, commit 5), last index 5,
 // term 5} in the raft engine; RaftApplyState{applied 5, truncated (5, 5)} and

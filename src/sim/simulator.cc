@@ -52,15 +52,6 @@ int64_t Simulator::RandomIn(int64_t lo, int64_t hi) {
 }
 
 absl::Status Simulator::Start() {
-  metapb::Region region;
-  region.set_id(kRegionId);
-  region.mutable_region_epoch()->set_conf_ver(1);
-  region.mutable_region_epoch()->set_version(1);
-  for (int i = 1; i <= config_.num_stores; ++i) {
-    metapb::Peer* p = region.add_peers();
-    p->set_id(static_cast<uint64_t>(i));
-    p->set_store_id(static_cast<uint64_t>(i));
-  }
   for (int i = 1; i <= config_.num_stores; ++i) {
     uint64_t id = static_cast<uint64_t>(i);
     Node& n = nodes_[id];
@@ -80,15 +71,8 @@ absl::Status Simulator::OpenNode(Node& n) {
   n.raft_engine = *std::move(raft);
   n.kv_engine = *std::move(kv);
   if (n.incarnation == 0) {
-    metapb::Region region;
-    region.set_id(kRegionId);
-    region.mutable_region_epoch()->set_conf_ver(1);
-    region.mutable_region_epoch()->set_version(1);
-    for (int i = 1; i <= config_.num_stores; ++i) {
-      metapb::Peer* p = region.add_peers();
-      p->set_id(static_cast<uint64_t>(i));
-      p->set_store_id(static_cast<uint64_t>(i));
-    }
+    metapb::Region region =
+        raftstore::InitialRegion(static_cast<uint64_t>(config_.num_stores));
     if (absl::Status s = raftstore::BootstrapStore(
             n.raft_engine.get(), n.kv_engine.get(), 1, n.id, region);
         !s.ok()) {

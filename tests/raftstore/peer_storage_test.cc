@@ -20,18 +20,7 @@ Entry E(uint64_t index, uint64_t term) {
   return e;
 }
 
-metapb::Region Region1() {
-  metapb::Region r;
-  r.set_id(1);
-  r.mutable_region_epoch()->set_conf_ver(1);
-  r.mutable_region_epoch()->set_version(1);
-  for (uint64_t i = 1; i <= 3; ++i) {
-    metapb::Peer* p = r.add_peers();
-    p->set_id(i);
-    p->set_store_id(i);
-  }
-  return r;
-}
+metapb::Region Region1() { return InitialRegion(3); }
 
 // Two engines on one in-memory file system.
 struct Engines {

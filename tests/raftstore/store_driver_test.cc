@@ -51,18 +51,7 @@ class TempDir {
   std::string path_;
 };
 
-metapb::Region MakeRegion() {
-  metapb::Region r;
-  r.set_id(kRegion);
-  r.mutable_region_epoch()->set_conf_ver(1);
-  r.mutable_region_epoch()->set_version(1);
-  for (uint64_t i = 1; i <= 3; ++i) {
-    metapb::Peer* p = r.add_peers();
-    p->set_id(i);
-    p->set_store_id(i);
-  }
-  return r;
-}
+metapb::Region MakeRegion() { return InitialRegion(3); }
 
 RaftCmdRequest Header(uint64_t store_id, uint64_t client = 0,
                       uint64_t seq = 0) {

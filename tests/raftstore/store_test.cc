@@ -35,16 +35,8 @@ class QueueTransport : public Transport {
 };
 
 metapb::Region MakeRegion(std::string end_key = "") {
-  metapb::Region r;
-  r.set_id(1);
+  metapb::Region r = InitialRegion(3);
   r.set_end_key(std::move(end_key));
-  r.mutable_region_epoch()->set_conf_ver(1);
-  r.mutable_region_epoch()->set_version(1);
-  for (uint64_t i = 1; i <= 3; ++i) {
-    metapb::Peer* p = r.add_peers();
-    p->set_id(i);
-    p->set_store_id(i);
-  }
   return r;
 }
 
