@@ -167,6 +167,10 @@ class GenericRun : public Run {
       states_.push_back(std::move(c));
       sim_.After(0, [this, cp] { ClientNext(cp); });
     }
+    if (spec_.crash_under_load) {
+      uint64_t gen = ++crash_generation_;
+      sim_.After(300 * kMs, [this, gen] { CrashRound(gen); });
+    }
     chaos_ran_ = false;
     if (spec_.unreliable || spec_.partitions) {
       uint64_t gen = ++chaos_generation_;
@@ -180,6 +184,7 @@ class GenericRun : public Run {
                   [this] { return failed(); });
     stop_clients_ = true;
     ++chaos_generation_;  // stops the chaos rounds
+    ++crash_generation_;  // stops the crash rounds (a store down restarts)
     if (failed()) return;
     if (chaos_ran_) {
       sim_.filters().Clear();
@@ -330,7 +335,24 @@ class GenericRun : public Run {
                [this, gen] { ChaosRound(gen); });
   }
 
+  // Crashes one store (the others keep a quorum), restarts it 100-600 ms
+  // later, and schedules the next crash while the iteration lasts.
+  void CrashRound(uint64_t gen) {
+    if (gen != crash_generation_) return;
+    uint64_t s = 1 + sim_.Random(kStores);
+    sim_.Crash(s);
+    sim_.After(sim_.RandomIn(100 * kMs, 600 * kMs), [this, s, gen] {
+      if (absl::Status st = sim_.Restart(s); !st.ok()) {
+        Fail(absl::StrCat("restart of store ", s, ": ", st.ToString()));
+        return;
+      }
+      sim_.After(sim_.RandomIn(200 * kMs, 700 * kMs),
+                 [this, gen] { CrashRound(gen); });
+    });
+  }
+
   std::vector<std::unique_ptr<ClientState>> states_;
+  uint64_t crash_generation_ = 0;
   bool stop_clients_ = false;
   bool chaos_ran_ = false;
   uint64_t chaos_generation_ = 0;
@@ -471,6 +493,10 @@ const std::vector<ScenarioSpec>& Scenarios() {
            .unreliable = true,
            .crash = true,
            .partitions = true},
+          {.name = "CrashUnderLoad",
+           .clients = 5,
+           .unreliable = true,
+           .crash_under_load = true},
       };
   return *kScenarios;
 }

@@ -34,9 +34,13 @@ struct ScenarioSpec {
   bool unreliable = false;
   bool crash = false;
   bool partitions = false;
+  // Beyond TinyKV: while the clients run, one store at a time crashes and
+  // restarts 100-600 ms later (TinyKV crashes every store only between
+  // iterations, when no client is active).
+  bool crash_under_load = false;
 };
 
-// The 11 scenarios, in TinyKV's order.
+// TinyKV's 11 scenarios in its order, then ours (CrashUnderLoad).
 const std::vector<ScenarioSpec>& Scenarios();
 // The scenario called `name`, or null.
 const ScenarioSpec* FindScenario(std::string_view name);

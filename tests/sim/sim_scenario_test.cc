@@ -1,4 +1,6 @@
-// The TinyKV 2B scenarios on the simulator, each from seeds 1..K, where K is
+// The TinyKV 2B scenarios and ours (CrashUnderLoad: one store at a time
+// crashes and restarts while the clients run) on the simulator, each from
+// seeds 1..K, where K is
 // $RAFTKV_SIM_SEEDS (default 20). A failure prints its seed and the
 // raftkv-sim command that replays it (stopping after three failing seeds).
 #include <cstdint>
@@ -59,7 +61,7 @@ TEST_P(ScenarioTest, PassesEverySeed) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyKv2B, ScenarioTest, testing::ValuesIn(Names()),
+INSTANTIATE_TEST_SUITE_P(Scenarios, ScenarioTest, testing::ValuesIn(Names()),
                          [](const testing::TestParamInfo<std::string>& p) {
                            return p.param;
                          });
