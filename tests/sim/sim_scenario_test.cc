@@ -1,8 +1,8 @@
 // The TinyKV 2B scenarios and ours (CrashUnderLoad: one store at a time
 // crashes and restarts while the clients run) on the simulator, each from
-// seeds 1..K, where K is
-// $RAFTKV_SIM_SEEDS (default 20). A failure prints its seed and the
-// raftkv-sim command that replays it (stopping after three failing seeds).
+// seeds 1..K, where K is $RAFTKV_SIM_SEEDS (default 20). A failure prints
+// its seed and the raftkv-sim command that replays it (stopping after three
+// failing seeds).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
