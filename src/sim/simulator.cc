@@ -66,7 +66,10 @@ absl::Status Simulator::OpenNode(Node& n) {
   std::string dir = absl::StrCat("/sim/store", n.id);
   auto raft = storage::Engine::Open({dir + "/raft", env_});
   if (!raft.ok()) return raft.status();
-  auto kv = storage::Engine::Open({dir + "/kv", env_});
+  // The kv engine is written unsynced (it is rebuilt from the raft log);
+  // a crash loses every unsynced write, as a power cut would.
+  auto kv = storage::Engine::Open({dir + "/kv", env_,
+                                   /*lose_unsynced_writes_on_close=*/true});
   if (!kv.ok()) return kv.status();
   n.raft_engine = *std::move(raft);
   n.kv_engine = *std::move(kv);

@@ -156,18 +156,25 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
   rocksdb::Options opts;
   opts.create_if_missing = true;
   if (options.memory_env) opts.env = options.memory_env->env();
+  // With the test hook, a close must not save what the WAL never saw.
+  if (options.lose_unsynced_writes_on_close) {
+    opts.avoid_flush_during_shutdown = true;
+  }
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, options.path, &db);
   if (!s.ok()) return FromRocks(s);
-  return std::unique_ptr<Engine>(new Engine(
-      options.memory_env, std::unique_ptr<rocksdb::DB>(db), options.path));
+  return std::unique_ptr<Engine>(
+      new Engine(options.memory_env, std::unique_ptr<rocksdb::DB>(db),
+                 options.path, options.lose_unsynced_writes_on_close));
 }
 
 Engine::Engine(std::shared_ptr<InMemoryEnv> memory_env,
-               std::unique_ptr<rocksdb::DB> db, std::string path)
+               std::unique_ptr<rocksdb::DB> db, std::string path,
+               bool lose_unsynced_writes)
     : memory_env_(std::move(memory_env)),
       db_(std::move(db)),
-      path_(std::move(path)) {}
+      path_(std::move(path)),
+      lose_unsynced_writes_(lose_unsynced_writes) {}
 
 Engine::~Engine() {
   if (db_) (void)db_->Close();
@@ -190,10 +197,20 @@ absl::StatusOr<bool> Engine::GetProto(
 absl::Status Engine::Write(const WriteBatch& batch, bool sync) {
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  wo.disableWAL = !sync && lose_unsynced_writes_;
   return FromRocks(db_->Write(wo, batch.batch_.get()));
 }
 
-absl::Status Engine::SyncWal() { return FromRocks(db_->FlushWAL(true)); }
+absl::Status Engine::SyncWal() {
+  // Under the test hook unsynced writes bypassed the WAL: persist them by
+  // flushing the memtables instead.
+  if (lose_unsynced_writes_) {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    return FromRocks(db_->Flush(fo));
+  }
+  return FromRocks(db_->FlushWAL(true));
+}
 
 std::unique_ptr<Snapshot> Engine::NewSnapshot() const {
   return std::unique_ptr<Snapshot>(new Snapshot(db_.get(), db_->GetSnapshot()));

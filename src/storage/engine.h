@@ -64,6 +64,11 @@ struct EngineOptions {
   // If set, the engine lives on this in-memory file system (and keeps it
   // alive while open).
   std::shared_ptr<InMemoryEnv> memory_env;
+  // Test hook (crash tests and the simulator): unsynced writes skip the WAL
+  // and the engine closes without flushing, so closing it loses every
+  // unsynced write since the last flush, as a power cut loses writes that
+  // were never synced. Synced writes are unaffected.
+  bool lose_unsynced_writes_on_close = false;
 };
 
 // A batch of writes applied atomically by Engine::Write.
@@ -173,11 +178,13 @@ class Engine {
 
  private:
   Engine(std::shared_ptr<InMemoryEnv> memory_env,
-         std::unique_ptr<rocksdb::DB> db, std::string path);
+         std::unique_ptr<rocksdb::DB> db, std::string path,
+         bool lose_unsynced_writes);
   // Declared before db_ so that it is destroyed after the DB is closed.
   std::shared_ptr<InMemoryEnv> memory_env_;
   std::unique_ptr<rocksdb::DB> db_;
   std::string path_;
+  bool lose_unsynced_writes_;
 };
 
 }  // namespace raftkv::storage

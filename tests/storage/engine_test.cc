@@ -174,6 +174,32 @@ TEST(EngineTest, SyncedDataSurvivesReopen) {
   EXPECT_EQ(e->Get("unsynced")->value(), "yes");
 }
 
+TEST(EngineTest, TestHookLosesUnsyncedWritesOnClose) {
+  auto env = std::make_shared<InMemoryEnv>();
+  EngineOptions o{"/raftkv-test-lossy/kv", env, true};
+  {
+    auto e = MustOpen(o);
+    WriteBatch synced, unsynced;
+    synced.Put("durable", "yes");
+    unsynced.Put("volatile", "yes");
+    ASSERT_TRUE(e->Write(synced, true).ok());
+    ASSERT_TRUE(e->Write(unsynced, false).ok());
+    EXPECT_EQ(e->Get("volatile")->value(), "yes");  // visible while open
+  }
+  {
+    auto e = MustOpen(o);
+    EXPECT_EQ(e->Get("durable")->value(), "yes");
+    EXPECT_FALSE(e->Get("volatile")->has_value());
+    // SyncWal keeps its promise under the hook.
+    WriteBatch later;
+    later.Put("synced-later", "yes");
+    ASSERT_TRUE(e->Write(later, false).ok());
+    ASSERT_TRUE(e->SyncWal().ok());
+  }
+  auto e = MustOpen(o);
+  EXPECT_EQ(e->Get("synced-later")->value(), "yes");
+}
+
 TEST(EngineTest, InMemoryEnvKeepsDataAcrossReopenAndWritesNothingToDisk) {
   auto env = std::make_shared<InMemoryEnv>();
   std::string path = "/raftkv-test-memory-engine/store1/kv";
