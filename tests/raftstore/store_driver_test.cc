@@ -22,6 +22,7 @@
 #include "absl/base/thread_annotations.h"
 #include "gtest/gtest.h"
 #include "storage/keys.h"
+#include "test_requests.h"
 
 namespace raftkv::raftstore {
 namespace {
@@ -53,44 +54,9 @@ class TempDir {
 
 metapb::Region MakeRegion() { return InitialRegion(3); }
 
-RaftCmdRequest Header(uint64_t store_id, uint64_t client = 0,
-                      uint64_t seq = 0) {
-  RaftCmdRequest req;
-  auto* h = req.mutable_header();
-  h->set_region_id(kRegion);
-  h->mutable_peer()->set_id(store_id);  // peer i lives on store i
-  h->mutable_peer()->set_store_id(store_id);
-  h->mutable_region_epoch()->set_conf_ver(1);
-  h->mutable_region_epoch()->set_version(1);
-  h->set_client_id(client);
-  h->set_sequence(seq);
-  return req;
-}
-
-RaftCmdRequest Put(uint64_t store_id, const std::string& k,
-                   const std::string& v, uint64_t client = 0,
-                   uint64_t seq = 0) {
-  RaftCmdRequest req = Header(store_id, client, seq);
-  auto* r = req.add_requests();
-  r->set_cmd_type(raft_cmdpb::Put);
-  r->mutable_put()->set_cf(std::string(storage::kCfDefault));
-  r->mutable_put()->set_key(k);
-  r->mutable_put()->set_value(v);
-  return req;
-}
-
-// One command reading every key of `keys`.
-RaftCmdRequest MultiGet(uint64_t store_id,
-                        const std::vector<std::string>& keys) {
-  RaftCmdRequest req = Header(store_id);
-  for (const std::string& k : keys) {
-    auto* r = req.add_requests();
-    r->set_cmd_type(raft_cmdpb::Get);
-    r->mutable_get()->set_cf(std::string(storage::kCfDefault));
-    r->mutable_get()->set_key(k);
-  }
-  return req;
-}
+using test::Get;
+using test::MultiGet;
+using test::Put;
 
 // The answer slot of one proposal. Shared with the callback, which may
 // outlive the wait (a timed-out call). (std::mutex rather than absl::Mutex:

@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "storage/keys.h"
+#include "test_requests.h"
 
 namespace raftkv::raftstore {
 namespace {
@@ -141,40 +142,9 @@ class Cluster {
   std::map<uint64_t, std::unique_ptr<Store>> stores_;
 };
 
-RaftCmdRequest Header(uint64_t store_id, uint64_t client = 0,
-                      uint64_t seq = 0) {
-  RaftCmdRequest req;
-  auto* h = req.mutable_header();
-  h->set_region_id(1);
-  h->mutable_peer()->set_id(store_id);
-  h->mutable_peer()->set_store_id(store_id);
-  h->mutable_region_epoch()->set_conf_ver(1);
-  h->mutable_region_epoch()->set_version(1);
-  h->set_client_id(client);
-  h->set_sequence(seq);
-  return req;
-}
-
-RaftCmdRequest Put(uint64_t store_id, const std::string& k,
-                   const std::string& v, uint64_t client = 0,
-                   uint64_t seq = 0) {
-  RaftCmdRequest req = Header(store_id, client, seq);
-  auto* r = req.add_requests();
-  r->set_cmd_type(raft_cmdpb::Put);
-  r->mutable_put()->set_cf(std::string(storage::kCfDefault));
-  r->mutable_put()->set_key(k);
-  r->mutable_put()->set_value(v);
-  return req;
-}
-
-RaftCmdRequest Get(uint64_t store_id, const std::string& k) {
-  RaftCmdRequest req = Header(store_id);
-  auto* r = req.add_requests();
-  r->set_cmd_type(raft_cmdpb::Get);
-  r->mutable_get()->set_cf(std::string(storage::kCfDefault));
-  r->mutable_get()->set_key(k);
-  return req;
-}
+using test::Get;
+using test::Header;
+using test::Put;
 
 std::string Value(const std::optional<CmdResult>& r) {
   EXPECT_TRUE(r.has_value());
