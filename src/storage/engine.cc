@@ -9,31 +9,14 @@
 
 #include <utility>
 
+#include "storage/rocks_status.h"
+
 namespace raftkv::storage {
 namespace {
 
 rocksdb::Slice ToSlice(std::string_view s) { return {s.data(), s.size()}; }
 
-// The one place where RocksDB statuses become absl statuses.
-absl::Status FromRocks(const rocksdb::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  std::string msg = "rocksdb: " + s.ToString();
-  switch (s.code()) {
-    case rocksdb::Status::kNotFound:
-      return absl::NotFoundError(msg);
-    case rocksdb::Status::kCorruption:
-      return absl::DataLossError(msg);
-    case rocksdb::Status::kInvalidArgument:
-    case rocksdb::Status::kNotSupported:
-      return absl::InvalidArgumentError(msg);
-    case rocksdb::Status::kBusy:
-    case rocksdb::Status::kTryAgain:
-    case rocksdb::Status::kTimedOut:
-      return absl::UnavailableError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
+using internal::FromRocks;
 
 absl::StatusOr<bool> ParseInto(
     const absl::StatusOr<std::optional<std::string>>& v,
@@ -209,7 +192,52 @@ absl::Status Engine::SyncWal() {
     fo.wait = true;
     return FromRocks(db_->Flush(fo));
   }
-  return FromRocks(db_->FlushWAL(true));
+  rocksdb::Status s = db_->FlushWAL(true);
+  if (s.IsNotSupported()) {
+    // Some file systems (the in-memory one) cannot sync a WAL file: flushing
+    // the memtables persists the same writes.
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    s = db_->Flush(fo);
+  }
+  return FromRocks(s);
+}
+
+absl::Status Engine::IngestFiles(const std::vector<std::string>& paths,
+                                 bool move) {
+  if (paths.empty()) {
+    return absl::InvalidArgumentError("IngestFiles of no file");
+  }
+  rocksdb::IngestExternalFileOptions o;
+  // Copy unless asked to move: a moved file is hard-linked into the engine
+  // (no data copied) and its given path removed, so a caller that must keep
+  // the file moves a second link of it (see raftstore/snap.cc).
+  o.move_files = move;
+  o.failed_move_fall_back_to_copy = true;
+  // The ingested keys get one sequence number above every existing write,
+  // so they shadow older values and the tombstones of a preceding
+  // DeleteRange of the region; snapshots taken before do not see them.
+  o.snapshot_consistency = true;
+  o.allow_global_seqno = true;
+  // Memtable data overlapping the files (such as that DeleteRange) is
+  // flushed first instead of failing the ingestion.
+  o.allow_blocking_flush = true;
+  // Ingest at the level that fits, newest data wins (not behind).
+  o.ingest_behind = false;
+  // Keep the sequence number in the MANIFEST only: the copy is not
+  // rewritten, so its block checksums stay valid.
+  o.write_global_seqno = false;
+  // Refuse a corrupt file before the database changes.
+  o.verify_checksums_before_ingest = true;
+  return FromRocks(db_->IngestExternalFile(paths, o));
+}
+
+uint64_t Engine::ApproximateSize() const {
+  uint64_t sst = 0;
+  uint64_t mem = 0;
+  (void)db_->GetIntProperty("rocksdb.total-sst-files-size", &sst);
+  (void)db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+  return sst + mem;
 }
 
 std::unique_ptr<Snapshot> Engine::NewSnapshot() const {

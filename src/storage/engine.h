@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -169,6 +170,18 @@ class Engine {
   absl::Status Write(const WriteBatch& batch, bool sync);
   // Makes every earlier unsynced write durable.
   absl::Status SyncWal();
+  // Ingests SST files written by SnapDir::WriteSstFiles on this engine's
+  // file system, after checking their block checksums; the ingested keys
+  // shadow older values of the same keys. With `move`, the files are moved
+  // into the engine (hard-linked where the file system allows, else copied)
+  // and the given paths are gone afterwards; otherwise they are copied and
+  // stay. Ingestion is durable when it returns. Errors: InvalidArgument for
+  // an empty list; DataLoss for a corrupt file; I/O errors.
+  absl::Status IngestFiles(const std::vector<std::string>& paths,
+                           bool move = false);
+  // The approximate bytes the engine holds (SST files plus memtables), for
+  // status reports.
+  uint64_t ApproximateSize() const;
   // A consistent view of the engine now.
   std::unique_ptr<Snapshot> NewSnapshot() const;
   // Iterates the current state of [lower, upper).
