@@ -14,6 +14,7 @@ echo "== release: build, benchmark smoke run, simulator scenarios (20 seeds)"
 cmake --preset release >/dev/null
 cmake --build --preset release -- -j"$jobs"
 build/release/bench/raft_core_bench --benchmark_min_time=0.05 | tail -n 1
+build/release/bench/snapshot_catchup_bench --keys=20000 | tail -n 1
 RAFTKV_SIM_SEEDS=20 ctest --test-dir build/release -L '^sim$' -j"$jobs" \
   --output-on-failure --timeout 900
 

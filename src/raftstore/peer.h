@@ -26,13 +26,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "mvcc/kv_store.h"
 #include "raft/raw_node.h"
 #include "raftstore/peer_storage.h"
+#include "raftstore/scheduler.h"
 #include "raftstore/transport.h"
 #include "storage/engine.h"
+#include "storage/snap_files.h"
 #include "storepb/errorpb.pb.h"
 #include "storepb/raft_cmdpb.pb.h"
 
@@ -63,13 +67,23 @@ errorpb::Error KeyNotInRegionError(const std::string& key,
                                    const metapb::Region& region);
 errorpb::Error MessageError(const std::string& message);
 
+// What a peer uses of its store; everything outlives the peer.
+struct PeerEnv {
+  const StoreConfig* config = nullptr;
+  storage::Engine* raft_engine = nullptr;
+  storage::Engine* kv_engine = nullptr;
+  // Null: the peer never generates or applies snapshots.
+  storage::SnapDir* snap_dir = nullptr;
+  Scheduler* scheduler = nullptr;  // non-null
+};
+
 class Peer {
  public:
-  // Creates the peer of `region` on `store_id` from its persisted states.
-  // Errors: NotFound if the region has no peer on this store or no states.
+  // Creates the peer of `region` on env.config->store_id from its
+  // persisted states. Errors: NotFound if the region has no peer on this
+  // store or no states; DataLoss if they are inconsistent.
   static absl::StatusOr<std::unique_ptr<Peer>> Create(
-      const StoreConfig& config, storage::Engine* raft_engine,
-      storage::Engine* kv_engine, const metapb::Region& region);
+      const PeerEnv& env, const metapb::Region& region);
 
   uint64_t id() const { return meta_.id(); }
   uint64_t region_id() const { return storage_->region().id(); }
@@ -92,25 +106,53 @@ class Peer {
   // with an error until they are supported (CompactLog comes with log
   // compaction).
   void Propose(raft_cmdpb::RaftCmdRequest req, Callback cb);
+  // Queues a linearizable read: every read queued before the next worker
+  // pass shares one ReadIndex round (FlushReads). Once the round's read
+  // index is applied here, `cb` gets a response with a kv engine view
+  // (CmdResult::snap) that observes every write committed before the read
+  // was queued. Answered NotLeader when no leader is known, StaleCommand
+  // when leadership changed or the round got no answer within two
+  // election timeouts (the caller may retry: reads have no effect).
+  void ReadIndex(Callback cb);
+  // Starts the ReadIndex round of the reads queued so far (the store calls
+  // it at the start of each worker pass).
+  void FlushReads();
   // Steps a raft message addressed to this peer.
   void Step(raftpb::Message m);
-  void Tick() { node_->Tick(); }
+  // Reports the outcome of sending a snapshot to peer `to` (from the
+  // transport's MsgSnapStatus).
+  void ReportSnapshot(uint64_t to, bool failed);
+  void Tick();
+  // Log compaction, every StoreConfig::raft_log_gc_tick_interval ticks: a
+  // leader whose log holds raft_log_gc_count_limit applied entries proposes
+  // CompactLog (see StoreConfig); every peer hands the deletion of entries
+  // its applied CompactLogs truncated to the log-GC worker, which first
+  // syncs the kv engine so that the truncation (and the applied state it
+  // rests on) is durable before the entries go.
+  void OnGcTick();
+  // True while a received snapshot is being applied (its Ready is held).
+  bool applying_snapshot() const { return ready_.has_value(); }
 
   // Phase 1 of a worker pass: takes the Ready and adds what must be
-  // persisted to `raft_wb`. Returns false if there was nothing to do.
+  // persisted to `raft_wb`. Returns false if there was nothing to do. A
+  // Ready carrying a snapshot is held: its kv part is applied by the
+  // kSnapApply worker (raftstore/snap.h), and only then does a later pass
+  // persist its raft part and finish it; meanwhile the peer still steps
+  // messages and ticks.
   bool PrepareReady(storage::WriteBatch* raft_wb);
   // Phase 2, after raft_wb is durable: sends, applies, advances.
   void FinishReady(Transport* transport);
 
  private:
   Peer(metapb::Peer meta, std::unique_ptr<PeerStorage> storage,
-       std::unique_ptr<raft::RawNode> node, storage::Engine* raft_engine,
-       storage::Engine* kv_engine)
+       std::unique_ptr<raft::RawNode> node, const PeerEnv& env)
       : meta_(std::move(meta)),
         storage_(std::move(storage)),
         node_(std::move(node)),
-        raft_engine_(raft_engine),
-        kv_engine_(kv_engine) {}
+        env_(env),
+        raft_engine_(env.raft_engine),
+        kv_engine_(env.kv_engine),
+        kv_store_(env.kv_engine) {}
 
   struct Proposal {
     uint64_t index;
@@ -134,17 +176,59 @@ class Peer {
   void FlushApply(storage::WriteBatch* kv_wb);
   // Answers every pending proposal StaleCommand (leadership was lost).
   void AbandonProposals();
+  // Read index: takes the rounds raft answered; serves the reads whose
+  // index is applied; fails every read in flight (leadership changed).
+  void TakeReadStates(std::vector<raft::ReadState> states);
+  void ServeReadyReads();
+  void FailReads(const errorpb::Error& err);
+  // Applies one etcd request (an Etcd command) through kv_store_.
+  void ExecuteEtcd(const raft_cmdpb::EtcdRequest& req,
+                   raft_cmdpb::EtcdResponse* out, storage::WriteBatch* kv_wb);
   absl::Status LoadDedupTable();
+  // Applies CompactLog: moves the truncated state in `apply` (written with
+  // the batch) and compacts the in-memory view once the batch is written.
+  void ExecCompactLog(const raft_cmdpb::CompactLogRequest& req,
+                      raft_serverpb::RaftApplyState* apply);
+  void ProposeCompactLog();
+  void ScheduleLogGc();
+  // Snapshot generation (leader) and apply (receiver), see snap.h.
+  void GenerateSnapshot();
+  void StartApplySnapshot(const raftpb::Snapshot& snap);
 
   metapb::Peer meta_;
   std::unique_ptr<PeerStorage> storage_;
   std::unique_ptr<raft::RawNode> node_;
+  PeerEnv env_;
   storage::Engine* raft_engine_;
   storage::Engine* kv_engine_;
   std::deque<Proposal> proposals_;
   std::optional<raft::Ready> ready_;
+  // The held Ready's snapshot has its kv part applied.
+  bool snapshot_kv_done_ = false;
+  // Log compaction: the CompactLog this leader proposed last (0: none);
+  // the last index the log GC deleted up to, and whether a GC is running.
+  uint64_t compact_proposed_ = 0;
+  uint64_t gc_done_ = 0;
+  bool gc_running_ = false;
   // Exactly-once: client id -> the last applied sequence number.
   std::map<uint64_t, uint64_t> dedup_;
+  // The etcd state machine (its overlay holds the current apply batch).
+  mvcc::KvStore kv_store_;
+  // Linearizable reads: queued for the next round; in a round (by context,
+  // with the tick it started); answered by raft, waiting for apply.
+  struct ReadRound {
+    std::vector<Callback> cbs;
+    uint64_t started_tick = 0;
+  };
+  struct ReadyRead {
+    uint64_t index = 0;
+    std::vector<Callback> cbs;
+  };
+  std::vector<Callback> queued_reads_;
+  std::map<std::string, ReadRound> read_rounds_;
+  std::deque<ReadyRead> ready_reads_;
+  uint64_t next_read_ctx_ = 0;
+  uint64_t ticks_ = 0;
 };
 
 }  // namespace raftkv::raftstore

@@ -86,6 +86,23 @@ absl::StatusOr<std::unique_ptr<PeerStorage>> PeerStorage::Create(
     return absl::NotFoundError(
         absl::StrCat("region ", region.id(), " has no apply state"));
   }
+  // A crash between a snapshot's kv writes and its raft-engine write (see
+  // raftstore/snap.h) leaves the raft state behind the truncated index: the
+  // snapshot is applied, so the log starts after it. Commit and term move
+  // up to it (raising the term drops the vote, as hearing of a new term
+  // does).
+  auto& fix = ps->raft_state_;
+  if (fix.last_index() < ps->truncated_index()) {
+    fix.set_last_index(ps->truncated_index());
+    fix.set_last_term(ps->truncated_term());
+  }
+  if (fix.hard_state().commit() < ps->truncated_index()) {
+    fix.mutable_hard_state()->set_commit(ps->truncated_index());
+  }
+  if (fix.hard_state().term() < ps->truncated_term()) {
+    fix.mutable_hard_state()->set_term(ps->truncated_term());
+    fix.mutable_hard_state()->set_vote(0);
+  }
   const auto& rs = ps->raft_state_;
   if (rs.last_index() < ps->truncated_index() ||
       rs.hard_state().commit() > rs.last_index() ||
@@ -176,8 +193,35 @@ absl::StatusOr<std::vector<raftpb::Entry>> PeerStorage::Entries(
 }
 
 absl::StatusOr<raftpb::Snapshot> PeerStorage::Snapshot() {
+  // A snapshot the log was compacted past is useless: the follower would
+  // still miss the entries in between.
+  if (generated_.has_value() &&
+      generated_->metadata().index() >= truncated_index()) {
+    return *generated_;
+  }
+  if (!generating_ && generate_) {
+    generating_ = true;
+    generate_();
+  }
   return raft::MakeError(raft::ErrorKind::kSnapshotTemporarilyUnavailable,
-                         "snapshots are not supported yet");
+                         "snapshot is being generated");
+}
+
+std::optional<raftpb::Snapshot> PeerStorage::OnSnapshotGenerated(
+    absl::StatusOr<raftpb::Snapshot> snap) {
+  generating_ = false;
+  if (!snap.ok()) return std::nullopt;
+  std::optional<raftpb::Snapshot> old = std::move(generated_);
+  generated_ = *std::move(snap);
+  return old;
+}
+
+void PeerStorage::OnSnapshotApplied(const raftpb::Snapshot& snap,
+                                    const metapb::Region& region) {
+  apply_state_.set_applied_index(snap.metadata().index());
+  apply_state_.mutable_truncated_state()->set_index(snap.metadata().index());
+  apply_state_.mutable_truncated_state()->set_term(snap.metadata().term());
+  region_ = region;
 }
 
 void PeerStorage::Append(const std::vector<raftpb::Entry>& entries,
@@ -206,10 +250,23 @@ void PeerStorage::Append(const std::vector<raftpb::Entry>& entries,
 
 void PeerStorage::SaveReadyState(const raft::Ready& rd,
                                  storage::WriteBatch* raft_wb) {
-  if (!raft::IsEmptySnap(rd.snapshot)) {
-    Panic(tag_, "applying snapshots is not supported yet");
-  }
   bool changed = false;
+  if (!raft::IsEmptySnap(rd.snapshot)) {
+    const raftpb::SnapshotMetadata& md = rd.snapshot.metadata();
+    if (truncated_index() != md.index() || truncated_term() != md.term()) {
+      Panic(tag_, absl::StrCat("persisting snapshot ", md.index(),
+                               " before its kv part was applied"));
+    }
+    // The log now starts after the snapshot: the old one goes whole.
+    raft_wb->DeleteRange(storage::RaftLogStartKey(region_.id()),
+                         storage::RaftLogEndKey(region_.id()));
+    raft_state_.set_last_index(md.index());
+    raft_state_.set_last_term(md.term());
+    if (raft_state_.hard_state().commit() < md.index()) {
+      raft_state_.mutable_hard_state()->set_commit(md.index());
+    }
+    changed = true;
+  }
   if (!rd.entries.empty()) {
     Append(rd.entries, raft_wb);
     changed = true;

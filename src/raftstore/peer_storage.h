@@ -10,6 +10,10 @@
 // truncated.index stays known for log matching. A freshly bootstrapped
 // region starts with an empty log truncated at (index 5, term 5), as TinyKV.
 //
+// After a crash between a snapshot's kv writes and its raft-engine write
+// (raftstore/snap.h), Create moves the raft state up to the truncated
+// state, so the log starts after the applied snapshot.
+//
 // Persisting a Ready (SaveReadyState) only fills a WriteBatch: the raft
 // worker gathers the batches of every peer it handled in one pass and writes
 // them with one synced write (group commit), then sends and advances. The
@@ -20,7 +24,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,19 +76,39 @@ class PeerStorage final : public raft::Storage {
   absl::StatusOr<uint64_t> Term(uint64_t i) override;
   absl::StatusOr<uint64_t> FirstIndex() override;
   absl::StatusOr<uint64_t> LastIndex() override;
-  // Snapshots come with log compaction (a later issue): until then a
-  // follower never needs one, and this answers
-  // kSnapshotTemporarilyUnavailable.
+  // The latest generated snapshot, unless the log was compacted past it;
+  // otherwise starts generating one (through the hook set with
+  // set_snapshot_generator, at most one at a time) and answers
+  // kSnapshotTemporarilyUnavailable: raft asks again later.
   absl::StatusOr<raftpb::Snapshot> Snapshot() override;
+
+  // The hook Snapshot() calls to start generating a snapshot off the raft
+  // loop; the peer calls OnSnapshotGenerated when it is done. Without a
+  // hook no snapshot is ever available.
+  void set_snapshot_generator(std::function<void()> generate) {
+    generate_ = std::move(generate);
+  }
+  // Records the outcome of a generation (an error lets the next Snapshot()
+  // call try again). Returns the snapshot it replaces, whose files the
+  // caller deletes.
+  std::optional<raftpb::Snapshot> OnSnapshotGenerated(
+      absl::StatusOr<raftpb::Snapshot> snap);
+  // Records that the kv part of received snapshot `snap` of `region` is
+  // applied (steps 1-3 of raftstore/snap.h): applied and truncated move to
+  // the snapshot, the region is the snapshot's. The raft part follows in
+  // SaveReadyState.
+  void OnSnapshotApplied(const raftpb::Snapshot& snap,
+                         const metapb::Region& region);
 
   // Adds `entries` (contiguous) to `raft_wb`: entries below the first index
   // are skipped, and previously persisted entries after the new last one
   // are deleted (a conflicting tail). Updates last index and term.
   void Append(const std::vector<raftpb::Entry>& entries,
               storage::WriteBatch* raft_wb);
-  // Adds everything `rd` asks to persist (entries, hard state) and the new
-  // RaftLocalState to `raft_wb`. Precondition: rd.snapshot is empty (until
-  // snapshots are supported; aborts otherwise).
+  // Adds everything `rd` asks to persist (snapshot, entries, hard state)
+  // and the new RaftLocalState to `raft_wb`. For a snapshot, the old log is
+  // deleted and the log restarts after it. Precondition: a snapshot's kv
+  // part is applied (OnSnapshotApplied; aborts otherwise).
   void SaveReadyState(const raft::Ready& rd, storage::WriteBatch* raft_wb);
   // Deletes every persisted state of the peer (log, raft state, apply state,
   // region state) into the two batches, for destroying the peer.
@@ -123,6 +149,9 @@ class PeerStorage final : public raft::Storage {
   std::string tag_;
   raft_serverpb::RaftLocalState raft_state_;
   raft_serverpb::RaftApplyState apply_state_;
+  std::function<void()> generate_;
+  bool generating_ = false;
+  std::optional<raftpb::Snapshot> generated_;
 };
 
 }  // namespace raftkv::raftstore

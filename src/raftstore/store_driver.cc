@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "raftstore/snap.h"
 
 namespace raftkv::raftstore {
 
@@ -164,6 +165,14 @@ bool StoreDriver::Run(absl::AnyInvocable<void(Store&)> fn) {
   return ran;
 }
 
+bool StoreDriver::Post(absl::AnyInvocable<void(Store&)> fn) {
+  Task task = [fn = std::move(fn)](Store* store) mutable {
+    if (store != nullptr) fn(*store);
+  };
+  bool full = false;
+  return Enqueue(Event(std::move(task)), /*is_message=*/false, &full);
+}
+
 bool StoreDriver::OnDriverThread() const {
   return thread_id_.load(std::memory_order_acquire) ==
          std::this_thread::get_id();
@@ -241,14 +250,143 @@ void StoreDriver::FailInFlight() {
   for (auto& [id, cb] : in_flight) cb(Abandoned(store_id_));
 }
 
-void InProcessTransport::Register(uint64_t store_id, StoreDriver* driver) {
+struct WorkerScheduler::Queue {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::deque<std::pair<std::function<void()>, std::function<void()>>> tasks;
+  std::thread thread;
+};
+
+WorkerScheduler::WorkerScheduler() {
+  for (int i = 0; i < 3; ++i) {
+    queues_.push_back(std::make_unique<Queue>());
+    Queue* q = queues_.back().get();
+    q->thread = std::thread([this, q] { Loop(q); });
+  }
+}
+
+WorkerScheduler::~WorkerScheduler() { Shutdown(); }
+
+void WorkerScheduler::Shutdown() {
+  for (auto& q : queues_) {
+    {
+      std::lock_guard l(q->mu);
+      q->stop = true;
+    }
+    q->cv.notify_one();
+  }
+  for (auto& q : queues_) {
+    if (q->thread.joinable()) q->thread.join();
+  }
+}
+
+void WorkerScheduler::Schedule(TaskKind kind, std::function<void()> work,
+                               std::function<void()> done) {
+  Queue* q = queues_[static_cast<size_t>(kind)].get();
+  {
+    std::lock_guard l(q->mu);
+    if (q->stop) return;
+    q->tasks.emplace_back(std::move(work), std::move(done));
+  }
+  q->cv.notify_one();
+}
+
+void WorkerScheduler::Loop(Queue* q) {
+  for (;;) {
+    std::pair<std::function<void()>, std::function<void()>> task;
+    {
+      std::unique_lock l(q->mu);
+      q->cv.wait(l, [q] { return q->stop || !q->tasks.empty(); });
+      if (q->stop) return;
+      task = std::move(q->tasks.front());
+      q->tasks.pop_front();
+    }
+    task.first();
+    if (driver_ != nullptr) {
+      driver_->Post([done = std::move(task.second)](Store&) { done(); });
+    }
+  }
+}
+
+InProcessTransport::~InProcessTransport() { WaitSnapshots(); }
+
+void InProcessTransport::Register(uint64_t store_id, StoreDriver* driver,
+                                  storage::SnapDir* snap_dir) {
   std::unique_lock l(mu_);
   drivers_[store_id] = driver;
+  snap_dirs_[store_id] = snap_dir;
 }
 
 void InProcessTransport::Unregister(uint64_t store_id) {
   std::unique_lock l(mu_);
   drivers_.erase(store_id);
+  snap_dirs_.erase(store_id);
+}
+
+void InProcessTransport::WaitSnapshots() {
+  std::vector<std::thread> streams;
+  {
+    std::lock_guard l(streams_mu_);
+    streams.swap(streams_);
+  }
+  for (std::thread& t : streams) t.join();
+}
+
+storage::SnapDir* InProcessTransport::SnapDirOf(uint64_t store_id) {
+  std::shared_lock l(mu_);
+  auto it = snap_dirs_.find(store_id);
+  return it == snap_dirs_.end() ? nullptr : it->second;
+}
+
+bool InProcessTransport::Connected(uint64_t a, uint64_t b) {
+  std::shared_lock l(mu_);
+  return isolated_.count(a) == 0 && isolated_.count(b) == 0 &&
+         drivers_.count(a) > 0 && drivers_.count(b) > 0;
+}
+
+void InProcessTransport::SendSnapshot(raft_serverpb::RaftMessage msg) {
+  std::lock_guard l(streams_mu_);
+  streams_.emplace_back([this, msg = std::move(msg)] {
+    bool ok = StreamSnapshot(msg);
+    raft_serverpb::RaftMessage status;
+    status.set_region_id(msg.region_id());
+    *status.mutable_from_peer() = msg.to_peer();
+    *status.mutable_to_peer() = msg.from_peer();
+    status.mutable_message()->set_msg_type(raftpb::MsgSnapStatus);
+    status.mutable_message()->set_from(msg.to_peer().id());
+    status.mutable_message()->set_to(msg.from_peer().id());
+    status.mutable_message()->set_reject(!ok);
+    std::shared_lock rl(mu_);
+    auto it = drivers_.find(msg.from_peer().store_id());
+    if (it != drivers_.end()) (void)it->second->Deliver(std::move(status));
+  });
+}
+
+bool InProcessTransport::StreamSnapshot(const raft_serverpb::RaftMessage& msg) {
+  uint64_t from = msg.from_peer().store_id();
+  uint64_t to = msg.to_peer().store_id();
+  storage::SnapDir* src = SnapDirOf(from);
+  storage::SnapDir* dst = SnapDirOf(to);
+  if (src == nullptr || dst == nullptr) return false;
+  SnapshotSender sender(src, msg, chunk_size_,
+                        next_stream_.fetch_add(1, std::memory_order_relaxed));
+  SnapshotReceiver receiver(dst);
+  raft_serverpb::SnapshotChunk chunk;
+  for (;;) {
+    if (!Connected(from, to)) return false;
+    absl::StatusOr<bool> more = sender.Next(&chunk);
+    if (!more.ok() || !*more) return false;
+    absl::StatusOr<std::optional<raft_serverpb::RaftMessage>> got =
+        receiver.Add(std::move(chunk));
+    if (!got.ok()) return false;
+    if (got->has_value()) {
+      std::shared_lock l(mu_);
+      if (isolated_.count(from) > 0 || isolated_.count(to) > 0) return false;
+      auto it = drivers_.find(to);
+      return it != drivers_.end() && it->second->Deliver(**got).ok();
+    }
+  }
 }
 
 void InProcessTransport::Isolate(uint64_t store_id) {

@@ -54,6 +54,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -68,8 +70,10 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "raftstore/peer.h"
+#include "raftstore/scheduler.h"
 #include "raftstore/store.h"
 #include "raftstore/transport.h"
+#include "storage/snap_files.h"
 #include "storepb/raft_cmdpb.pb.h"
 #include "storepb/raft_serverpb.pb.h"
 
@@ -132,6 +136,9 @@ class StoreDriver {
   // Returns false, without running `fn`, if the driver is stopped first.
   // Called from the driver thread itself, runs `fn` at once.
   bool Run(absl::AnyInvocable<void(Store&)> fn);
+  // Queues `fn` to run on the driver thread before a later pass, without
+  // waiting. Thread-safe. Returns false (dropping `fn`) once stopped.
+  bool Post(absl::AnyInvocable<void(Store&)> fn);
 
  private:
   struct ProposalEvent {
@@ -181,15 +188,52 @@ class StoreDriver {
   std::unique_ptr<Store> store_;
 };
 
+// The production Scheduler of a store: one worker thread per TaskKind
+// (so log GC never waits behind a long snapshot), each running its tasks in
+// order; a task's `done` is posted to the driver (StoreDriver::Post). Bind
+// it to the store's driver before the driver starts. Shutting down:
+// driver.Stop(), then Shutdown() (finishes the running tasks, drops the
+// queued ones; their `done` never runs), then destroy the driver, then the
+// scheduler: the store must not outlive it, and it must not outlive the
+// driver while its threads run.
+class WorkerScheduler : public Scheduler {
+ public:
+  WorkerScheduler();
+  ~WorkerScheduler() override;
+  WorkerScheduler(const WorkerScheduler&) = delete;
+  WorkerScheduler& operator=(const WorkerScheduler&) = delete;
+
+  // Where completions go. Precondition: called once, before any Schedule.
+  void Bind(StoreDriver* driver) { driver_ = driver; }
+  void Schedule(TaskKind kind, std::function<void()> work,
+                std::function<void()> done) override;
+  // Stops the threads (idempotent).
+  void Shutdown();
+
+ private:
+  struct Queue;
+  void Loop(Queue* q);
+
+  StoreDriver* driver_ = nullptr;
+  std::vector<std::unique_ptr<Queue>> queues_;  // by TaskKind
+};
+
 // A Transport between drivers of one process: Send queues the message in
 // the target driver's mailbox (StoreDriver::Deliver) without waiting.
 // Thread-safe. For tests, a store can be cut off: messages to or from it
 // fail as if the network were down.
 class InProcessTransport : public Transport {
  public:
+  // Joins the snapshot streams still running.
+  ~InProcessTransport() override;
+
   // Routes messages for `store_id` to `driver` (not owned), replacing any
-  // earlier registration. The driver must stay alive until Unregister.
-  void Register(uint64_t store_id, StoreDriver* driver);
+  // earlier registration; snapshots to and from it use `snap_dir` (may be
+  // null: snapshots to or from it fail). Both must stay alive until
+  // Unregister and until the streams they are in end (the destructor, or
+  // WaitSnapshots, joins them).
+  void Register(uint64_t store_id, StoreDriver* driver,
+                storage::SnapDir* snap_dir = nullptr);
   // Stops routing to `store_id`. Once it returns, no Send touches the
   // driver that was registered.
   void Unregister(uint64_t store_id);
@@ -202,8 +246,26 @@ class InProcessTransport : public Transport {
   // or stopped one; ResourceExhausted for a full mailbox. A failed send is
   // reported to raft as an unreachable peer by the caller.
   absl::Status Send(raft_serverpb::RaftMessage msg) override;
+  // Streams the snapshot on a thread of its own, chunk by chunk from the
+  // sender's SnapDir into the receiver's (see snap.h); a cut-off or
+  // unregistered end fails the stream.
+  void SendSnapshot(raft_serverpb::RaftMessage msg) override;
+  // Waits for every snapshot stream started so far to end.
+  void WaitSnapshots();
+  // Bytes per snapshot chunk (default 1 MiB).
+  void set_snapshot_chunk_size(size_t n) { chunk_size_ = n; }
 
  private:
+  // Runs one stream; returns whether the receiver got the snapshot.
+  bool StreamSnapshot(const raft_serverpb::RaftMessage& msg);
+  storage::SnapDir* SnapDirOf(uint64_t store_id);
+  bool Connected(uint64_t a, uint64_t b);
+
+  size_t chunk_size_ = 1 << 20;
+  std::atomic<uint64_t> next_stream_{1};
+  std::mutex streams_mu_;
+  std::vector<std::thread> streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::map<uint64_t, storage::SnapDir*> snap_dirs_ ABSL_GUARDED_BY(mu_);
   std::shared_mutex mu_;
   std::map<uint64_t, StoreDriver*> drivers_ ABSL_GUARDED_BY(mu_);
   std::set<uint64_t> isolated_ ABSL_GUARDED_BY(mu_);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "mvcc/kv_store.h"
 #include "storage/keys.h"
 #include "test_requests.h"
 
@@ -30,6 +31,17 @@ class QueueTransport : public Transport {
     }
     queue_.push_back(std::move(msg));
     return absl::OkStatus();
+  }
+  // These stores have no snapshot dir: a snapshot cannot travel, and the
+  // sender hears so, as from a broken stream.
+  void SendSnapshot(raft_serverpb::RaftMessage msg) override {
+    raft_serverpb::RaftMessage status;
+    status.set_region_id(msg.region_id());
+    *status.mutable_from_peer() = msg.to_peer();
+    *status.mutable_to_peer() = msg.from_peer();
+    status.mutable_message()->set_msg_type(raftpb::MsgSnapStatus);
+    status.mutable_message()->set_reject(true);
+    queue_.push_back(std::move(status));
   }
   std::deque<raft_serverpb::RaftMessage> queue_;
   std::set<uint64_t> cut_;
@@ -423,5 +435,134 @@ TEST(StoreTest, RestartKeepsEverythingApplied) {
   }
 }
 
+namespace etcd_tests {
+
+RaftCmdRequest EtcdPut(uint64_t store_id, const std::string& k,
+                       const std::string& v) {
+  RaftCmdRequest req = Header(store_id);
+  auto* r = req.add_requests();
+  r->set_cmd_type(raft_cmdpb::Etcd);
+  r->mutable_etcd()->mutable_put()->set_key(k);
+  r->mutable_etcd()->mutable_put()->set_value(v);
+  return req;
+}
+
+// Reads through Store::ReadIndex on `id`; returns the value of `k` in the
+// view it hands back (nullopt: absent), or an error message.
+std::optional<std::string> ReadIndexGet(Cluster& c, uint64_t id,
+                                        const std::string& k,
+                                        std::string* error) {
+  std::optional<CmdResult> out;
+  c.store(id).ReadIndex(Header(id),
+                        [&out](CmdResult r) { out = std::move(r); });
+  for (int i = 0; i < 50 && !out; ++i) c.TickAll(1);
+  if (!out) {
+    *error = "no answer";
+    return std::nullopt;
+  }
+  if (out->response.header().has_error() || out->snap == nullptr) {
+    *error = out->response.header().error().message();
+    return std::nullopt;
+  }
+  etcdserverpb::RangeRequest rr;
+  rr.set_key(k);
+  auto resp = mvcc::Range(*out->snap, rr);
+  if (!resp.ok()) {
+    *error = resp.status().ToString();
+    return std::nullopt;
+  }
+  if (resp->kvs_size() == 0) return std::nullopt;
+  return resp->kvs(0).value();
+}
+
+TEST(StoreEtcdTest, EtcdWritesApplyWithRevisionsOnEveryStore) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  auto r1 = c.Run(leader, EtcdPut(leader, "a", "1"));
+  ASSERT_TRUE(r1.has_value());
+  ASSERT_FALSE(r1->response.header().has_error());
+  const auto& put1 = r1->response.responses(0).etcd();
+  EXPECT_EQ(put1.error_code(), 0);
+  EXPECT_EQ(put1.put().header().revision(), 2);  // etcd starts at 1
+  auto r2 = c.Run(leader, EtcdPut(leader, "a", "2"));
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->response.responses(0).etcd().put().header().revision(), 3);
+  c.TickAll(3);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    etcdserverpb::RangeRequest rr;
+    rr.set_key("a");
+    auto got = mvcc::Range(*c.store(id).kv_engine(), rr);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->kvs_size(), 1) << "store " << id;
+    EXPECT_EQ(got->kvs(0).value(), "2");
+    EXPECT_EQ(got->kvs(0).version(), 2);
+    EXPECT_EQ(got->kvs(0).create_revision(), 2);
+    EXPECT_EQ(got->kvs(0).mod_revision(), 3);
+  }
+}
+
+TEST(StoreEtcdTest, EtcdErrorsAreAnswersNotFailures) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  RaftCmdRequest req = EtcdPut(leader, "missing", "");
+  req.mutable_requests(0)->mutable_etcd()->mutable_put()->set_ignore_value(
+      true);
+  auto r = c.Run(leader, std::move(req));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_FALSE(r->response.header().has_error());
+  const auto& e = r->response.responses(0).etcd();
+  EXPECT_EQ(e.error_code(),
+            static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(e.error_message(), mvcc::kErrKeyNotFound);
+  // Nothing was written and no revision was used.
+  auto r2 = c.Run(leader, EtcdPut(leader, "x", "1"));
+  ASSERT_TRUE(r2.has_value());
+  EXPECT_EQ(r2->response.responses(0).etcd().put().header().revision(), 2);
+}
+
+TEST(StoreEtcdTest, ReadIndexOnEveryMemberSeesTheLastWrite) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  auto w = c.Run(leader, EtcdPut(leader, "k", "v1"));
+  ASSERT_TRUE(w.has_value());
+  for (uint64_t id = 1; id <= 3; ++id) {
+    std::string error;
+    std::optional<std::string> v = ReadIndexGet(c, id, "k", &error);
+    ASSERT_TRUE(v.has_value()) << "store " << id << ": " << error;
+    EXPECT_EQ(*v, "v1");
+  }
+}
+
+TEST(StoreEtcdTest, ReadsQueuedTogetherShareOneRound) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  ASSERT_TRUE(c.Run(leader, EtcdPut(leader, "k", "v")).has_value());
+  int answered = 0;
+  std::vector<std::shared_ptr<storage::Snapshot>> views;
+  for (int i = 0; i < 5; ++i) {
+    c.store(leader).ReadIndex(Header(leader), [&](CmdResult r) {
+      ++answered;
+      views.push_back(r.snap);
+    });
+  }
+  c.Settle();
+  for (int i = 0; i < 5 && answered < 5; ++i) c.TickAll(1);
+  ASSERT_EQ(answered, 5);
+  // One round: one view handed to all five.
+  for (const auto& v : views) EXPECT_EQ(v.get(), views[0].get());
+}
+
+TEST(StoreEtcdTest, ReadIndexWithoutALeaderIsRefused) {
+  Cluster c(MakeRegion());
+  // Before any election no member knows a leader.
+  std::optional<CmdResult> out;
+  c.store(1).ReadIndex(Header(1), [&out](CmdResult r) { out = std::move(r); });
+  c.Settle();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_TRUE(out->response.header().error().has_not_leader());
+  EXPECT_EQ(out->snap, nullptr);
+}
+
+}  // namespace etcd_tests
 }  // namespace
 }  // namespace raftkv::raftstore

@@ -1,7 +1,10 @@
 // A run is a function of its seed: the same seed gives the same trace hash,
 // in-process and through the raftkv-sim binary; another seed another hash.
+// Also with snapshot streams, background tasks and failpoint crashes in
+// play (SnapshotFailpoints).
 #include <sys/wait.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -20,7 +23,8 @@ ScenarioOptions Short() {
 
 TEST(DeterminismTest, SameSeedSameTraceOtherSeedOtherTrace) {
   for (const char* name :
-       {"ManyPartitionsManyClients", "PersistConcurrentUnreliable"}) {
+       {"ManyPartitionsManyClients", "PersistConcurrentUnreliable",
+        "SnapshotFailpoints"}) {
     const ScenarioSpec* spec = FindScenario(name);
     ASSERT_NE(spec, nullptr);
     ScenarioResult a = RunScenario(*spec, 11, Short());
@@ -31,6 +35,14 @@ TEST(DeterminismTest, SameSeedSameTraceOtherSeedOtherTrace) {
     EXPECT_EQ(a.sim.events, b.sim.events) << name;
     EXPECT_EQ(a.puts, b.puts) << name;
     EXPECT_NE(a.trace_hash, c.trace_hash) << name;
+    if (FindScenario(name)->failpoints) {
+      // The run did stream snapshots and crash at failpoints.
+      EXPECT_GT(a.sim.snapshots_completed, 0u) << name;
+      uint64_t crashes = 0;
+      for (const auto& [fp, n] : a.sim.failpoint_crashes) crashes += n;
+      EXPECT_GT(crashes, 0u) << name;
+      EXPECT_EQ(a.sim.snapshot_bytes, b.sim.snapshot_bytes) << name;
+    }
   }
 }
 
@@ -61,6 +73,14 @@ TEST(DeterminismTest, BinaryReplaysASeed) {
   EXPECT_EQ(LastLine(first).rfind("trace_hash=", 0), 0u) << first;
   EXPECT_EQ(LastLine(first), LastLine(second));
   EXPECT_NE(LastLine(first), LastLine(other));
+}
+
+TEST(DeterminismTest, BinaryListsTheScenarios) {
+  std::string out;
+  ASSERT_EQ(RunBinary("--list", &out), 0) << out;
+  for (const ScenarioSpec& s : Scenarios()) {
+    EXPECT_NE(out.find(s.name + "\n"), std::string::npos) << s.name;
+  }
 }
 
 TEST(DeterminismTest, BinaryRejectsBadArguments) {

@@ -1,15 +1,20 @@
-// The simulator's own machinery: network filters, crashes, restarts, and the
-// checkers on fabricated histories.
+// The simulator's own machinery: network filters, crashes, restarts,
+// background tasks, snapshot streams, and the checkers on fabricated
+// histories.
 #include "sim/simulator.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "raftstore/snap.h"
 #include "sim/checkers.h"
 #include "sim/client.h"
 #include "storage/keys.h"
@@ -157,6 +162,175 @@ TEST_F(SimulatorTest, DataSurvivesACrashOfEveryStore) {
   EXPECT_EQ(r->response.responses(0).get().value(), "v");
   EXPECT_EQ(sim_.stats().crashes, 5u);
   EXPECT_GE(sim_.stats().elections, 2u);
+}
+
+TEST_F(SimulatorTest, TasksRunInOrderPerKindAndDieWithTheirStore) {
+  using raftstore::TaskKind;
+  sim_.RunUntil(1'000'000);
+  std::vector<std::string> log;
+  auto task = [&](uint64_t store, TaskKind kind, std::string name) {
+    sim_.scheduler(store)->Schedule(
+        kind, [&log, name] { log.push_back(name + " work"); },
+        [&log, name] { log.push_back(name + " done"); });
+  };
+  for (int i = 0; i < 5; ++i) {
+    task(1, TaskKind::kLogGc, absl::StrCat("gc", i));
+  }
+  int64_t start = sim_.now();
+  sim_.RunUntilTrue([&] { return log.size() == 10; }, start + 1'000'000);
+  ASSERT_EQ(log.size(), 10u);
+  // Each kind is FIFO; each `done` follows its `work`; none runs sooner
+  // than the configured delay.
+  std::vector<std::string> works;
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (log[i].ends_with(" work")) works.push_back(log[i]);
+    if (log[i].ends_with(" done")) {
+      std::string name = log[i].substr(0, log[i].size() - 5);
+      auto w = std::find(log.begin(), log.begin() + i, name + " work");
+      EXPECT_NE(w, log.begin() + i) << log[i] << " before its work";
+    }
+  }
+  EXPECT_EQ(works, (std::vector<std::string>{"gc0 work", "gc1 work", "gc2 work",
+                                             "gc3 work", "gc4 work"}));
+  EXPECT_EQ(sim_.stats().tasks_run.at(static_cast<int>(TaskKind::kLogGc)), 5u);
+
+  // A crash drops the pending tasks of its store: neither part runs, not
+  // even after a restart; other stores' tasks are unaffected.
+  log.clear();
+  task(2, TaskKind::kSnapApply, "lost");
+  task(3, TaskKind::kSnapApply, "kept");
+  sim_.Crash(2);
+  ASSERT_TRUE(sim_.Restart(2).ok());
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(log, (std::vector<std::string>{"kept work", "kept done"}));
+
+  // A crash between `work` and `done`: `done` never runs.
+  log.clear();
+  task(4, TaskKind::kSnapGenerate, "half");
+  sim_.RunUntilTrue([&] { return !log.empty(); }, sim_.now() + 1'000'000);
+  ASSERT_EQ(log, (std::vector<std::string>{"half work"}));
+  sim_.Crash(4);
+  ASSERT_TRUE(sim_.Restart(4).ok());
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(log, (std::vector<std::string>{"half work"}));
+}
+
+// Snapshot streams of region 1's files, addressed to a region no store has
+// (the receiving store drops the message after the transport delivered it).
+class SnapshotStreamTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(sim_.Start().ok());
+    sim_.set_delivery_hook([this](const raft_serverpb::RaftMessage& m) {
+      if (m.region_id() == kFakeRegion &&
+          m.message().msg_type() == raftpb::MsgSnapshot) {
+        ++snapshots_delivered_[m.to_peer().store_id()];
+      }
+    });
+    sim_.RunUntil(1'000'000);
+    // About 40 KB of data on store 1 (written behind raft's back: only the
+    // files matter here), so a stream has several 4 KiB chunks.
+    // Values that do not compress (the files are compressed SSTs).
+    storage::WriteBatch wb;
+    std::mt19937_64 rng(1);
+    for (int i = 0; i < 400; ++i) {
+      std::string value;
+      for (int b = 0; b < 100; ++b) value.push_back(static_cast<char>(rng()));
+      wb.Put(storage::DataKey(storage::kCfDefault, absl::StrCat("key", i)),
+             value);
+    }
+    ASSERT_TRUE(sim_.kv_engine(1)->Write(wb, /*sync=*/true).ok());
+    raftstore::Store* s1 = sim_.store(1);
+    // Region 1's key range under the fake region's id (file names and
+    // messages carry it).
+    region_ = s1->GetPeer(1)->region();
+    region_.set_id(kFakeRegion);
+    std::unique_ptr<storage::Snapshot> view = sim_.kv_engine(1)->NewSnapshot();
+    auto snap = raftstore::GenerateSnapshot(s1->snap_dir(), *view, region_,
+                                            /*index=*/100, /*term=*/7);
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    snap_ = *std::move(snap);
+  }
+
+  raft_serverpb::RaftMessage SnapMsg(uint64_t to) {
+    raft_serverpb::RaftMessage m = Fake(1, to);
+    m.mutable_message()->set_msg_type(raftpb::MsgSnapshot);
+    m.mutable_message()->set_from(1);
+    m.mutable_message()->set_to(to);
+    *m.mutable_message()->mutable_snapshot() = snap_;
+    return m;
+  }
+
+  // The received files of the snapshot on store `s`.
+  size_t ReceivedFiles(uint64_t s) {
+    auto names = sim_.store(s)->snap_dir()->List(
+        raftstore::SnapPrefix(/*received=*/true, kFakeRegion, 7, 100));
+    EXPECT_TRUE(names.ok()) << names.status();
+    return names.ok() ? names->size() : 0;
+  }
+
+  Simulator sim_{SimConfig{.seed = 5}};
+  metapb::Region region_;
+  raftpb::Snapshot snap_;
+  std::map<uint64_t, int> snapshots_delivered_;
+};
+
+TEST_F(SnapshotStreamTest, ACompleteStreamIsDeliveredOnce) {
+  sim_.filters().AddUnreliable(
+      {.drop = 0, .delay_min_us = 0, .delay_max_us = 5'000, .duplicate = 1.0});
+  sim_.SendSnapshot(1, SnapMsg(2));
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(snapshots_delivered_[2], 1);  // duplicated chunks do not count
+  EXPECT_EQ(sim_.stats().snapshots_sent, 1u);
+  EXPECT_EQ(sim_.stats().snapshots_completed, 1u);
+  EXPECT_EQ(sim_.stats().snapshots_failed, 0u);
+  EXPECT_EQ(sim_.stats().snapshots_received.at(2), 1u);
+  EXPECT_GE(sim_.stats().snapshot_chunks, 5u);  // the head and the data
+  EXPECT_GE(sim_.stats().snapshot_bytes, 10'000u);
+  EXPECT_GT(ReceivedFiles(2), 0u);
+}
+
+TEST_F(SnapshotStreamTest, ACutOrACrashBreaksTheStreamAndLeavesNoFiles) {
+  sim_.filters().Partition({1}, {3});
+  sim_.SendSnapshot(1, SnapMsg(3));
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(snapshots_delivered_[3], 0);
+  EXPECT_EQ(sim_.stats().snapshots_failed, 1u);
+  EXPECT_EQ(ReceivedFiles(3), 0u);
+  sim_.filters().Clear();
+
+  // The receiver crashes after the first chunks arrived.
+  sim_.SendSnapshot(1, SnapMsg(4));
+  ASSERT_TRUE(
+      sim_.RunUntilTrue([&] { return sim_.stats().snapshot_chunks >= 3; },
+                        sim_.now() + 1'000'000));
+  sim_.Crash(4);
+  ASSERT_TRUE(sim_.Restart(4).ok());
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(snapshots_delivered_[4], 0);
+  EXPECT_EQ(sim_.stats().snapshots_failed, 2u);
+  EXPECT_EQ(ReceivedFiles(4), 0u);
+
+  // The sender crashes mid-stream.
+  uint64_t chunks = sim_.stats().snapshot_chunks;
+  sim_.SendSnapshot(1, SnapMsg(5));
+  sim_.RunUntilTrue([&] { return sim_.stats().snapshot_chunks >= chunks + 2; },
+                    sim_.now() + 1'000'000);
+  sim_.Crash(1);
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(snapshots_delivered_[5], 0);
+  EXPECT_EQ(sim_.stats().snapshots_failed, 3u);
+  EXPECT_EQ(ReceivedFiles(5), 0u);
+  EXPECT_EQ(sim_.stats().snapshots_completed, 0u);
+}
+
+TEST_F(SnapshotStreamTest, OneStreamPerSnapshotAndReceiver) {
+  sim_.SendSnapshot(1, SnapMsg(2));
+  sim_.SendSnapshot(1, SnapMsg(2));  // the same files: refused
+  sim_.RunUntil(sim_.now() + 1'000'000);
+  EXPECT_EQ(snapshots_delivered_[2], 1);
+  EXPECT_EQ(sim_.stats().snapshots_completed, 1u);
+  EXPECT_EQ(sim_.stats().snapshots_failed, 1u);
 }
 
 TEST(CheckersTest, ClientAppendsCatchesLostDuplicateAndMisplacedValues) {
