@@ -12,7 +12,12 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev
+  etcd-client etcd-server
 )
+# etcd-client: etcdctl, for the interop tests (tests/process); etcd-server:
+# etcd itself, to compare against. Debian's etcd-server package starts an
+# etcd service on 127.0.0.1:2379/2380, the ports of scripts/run.sh's first
+# member: it is stopped and disabled below right after the install.
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,3 +38,6 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [[ " ${missing[*]} " == *" etcd-server "* ]] && [[ -d /run/systemd/system ]]; then
+  systemctl disable --now etcd.service || true
+fi
