@@ -12,10 +12,11 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev
-  etcd-client etcd-server
+  etcd-client etcd-server gnuplot-nox
 )
 # etcd-client: etcdctl, for the interop tests (tests/process); etcd-server:
-# etcd itself, to compare against. Debian's etcd-server package starts an
+# etcd itself, to compare against (scripts/bench_compare.sh, which draws its
+# charts with gnuplot-nox). Debian's etcd-server package starts an
 # etcd service on 127.0.0.1:2379/2380, the ports of scripts/run.sh's first
 # member: it is stopped and disabled below right after the install.
 
