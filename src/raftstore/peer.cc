@@ -304,7 +304,7 @@ void Peer::ReportSnapshot(uint64_t to, bool failed) {
                                    : raft::RawNode::SnapshotStatus::kFinish);
 }
 
-bool Peer::PrepareReady(storage::WriteBatch* raft_wb) {
+bool Peer::PrepareReady(storage::WriteBatch* raft_wb, Transport* transport) {
   if (ready_.has_value()) {
     // A held snapshot Ready: its raft part is persisted once its kv part
     // is applied.
@@ -319,6 +319,14 @@ bool Peer::PrepareReady(storage::WriteBatch* raft_wb) {
     return false;
   }
   storage_->SaveReadyState(*ready_, raft_wb);
+  if (IsLeader() && !ready_->messages.empty()) {
+    // A leader's messages may leave before its own write is durable (Raft
+    // thesis 10.2.1): it counts its own log only when it steps the next
+    // message, which happens after this pass's synced write. Followers'
+    // answers (and votes) wait for the write.
+    Send(std::move(ready_->messages), transport);
+    ready_->messages.clear();
+  }
   return true;
 }
 
@@ -632,6 +640,9 @@ std::optional<Callback> Peer::TakeProposal(uint64_t index, uint64_t term,
 }
 
 void Peer::FlushApply(storage::WriteBatch* kv_wb) {
+  if (batch_apply_.has_value()) {
+    kv_wb->PutProto(storage::ApplyStateKey(region_id()), *batch_apply_);
+  }
   if (kv_wb->Empty()) return;
   // Unsynced: after a crash the kv engine is rebuilt by re-applying the raft
   // log from the durable applied index, which is written in this same batch.
@@ -678,9 +689,12 @@ void Peer::ApplyEntries(const std::vector<raftpb::Entry>& entries) {
                  CmdResult{ErrorResponse(StaleCommandError(), term())}});
     }
     apply.set_applied_index(e.index());
-    kv_wb.PutProto(storage::ApplyStateKey(region_id()), apply);
+    // The apply state goes with the batch that holds its entries' writes
+    // (FlushApply adds it): once per batch, not once per entry.
+    batch_apply_ = apply;
   }
   FlushApply(&kv_wb);
+  batch_apply_.reset();
   storage_->set_apply_state(apply);
   if (apply.truncated_state().index() > truncated_before) ScheduleLogGc();
   for (Answer& a : answers) a.cb(std::move(a.result));

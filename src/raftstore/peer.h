@@ -139,7 +139,8 @@ class Peer {
   // kSnapApply worker (raftstore/snap.h), and only then does a later pass
   // persist its raft part and finish it; meanwhile the peer still steps
   // messages and ticks.
-  bool PrepareReady(storage::WriteBatch* raft_wb);
+  // A leader sends its messages here, before the write (see peer.cc).
+  bool PrepareReady(storage::WriteBatch* raft_wb, Transport* transport);
   // Phase 2, after raft_wb is durable: sends, applies, advances.
   void FinishReady(Transport* transport);
 
@@ -203,6 +204,9 @@ class Peer {
   storage::Engine* kv_engine_;
   std::deque<Proposal> proposals_;
   std::optional<raft::Ready> ready_;
+  // While applying: the apply state of the entries whose writes are in the
+  // current batch (FlushApply writes it with them).
+  std::optional<raft_serverpb::RaftApplyState> batch_apply_;
   // The held Ready's snapshot has its kv part applied.
   bool snapshot_kv_done_ = false;
   // Log compaction: the CompactLog this leader proposed last (0: none);

@@ -262,7 +262,7 @@ bool Store::HandleReadies() {
   std::vector<Peer*> ready;
   for (auto& [id, peer] : peers_) {
     peer->FlushReads();
-    if (peer->PrepareReady(&raft_wb)) ready.push_back(peer.get());
+    if (peer->PrepareReady(&raft_wb, transport_)) ready.push_back(peer.get());
   }
   if (ready.empty()) return did;
   if (!raft_wb.Empty()) {

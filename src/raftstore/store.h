@@ -6,8 +6,11 @@
 // every peer with work:
 //
 //   1. persist: every peer's Ready is added to ONE raft-engine write batch,
-//      written with ONE synced write (group commit);
-//   2. send the Readies' messages through the Transport;
+//      written with ONE synced write (group commit); a leader's messages
+//      leave as its Ready is taken, before the write (Raft thesis 10.2.1:
+//      the leader counts its own log only when it steps a later message,
+//      which is after this write);
+//   2. send the other Readies' messages through the Transport;
 //   3. apply the committed entries to the kv engine (data, the applied
 //      index and the exactly-once table in one batch per peer) and answer
 //      the proposals they carry;

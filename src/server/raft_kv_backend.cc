@@ -319,7 +319,19 @@ class RaftKvBackend final : public KvBackend {
                 Answer answer, std::function<bool()> finished, Fail fail) {
     if (finished() || Clock::now() >= deadline) return;
     RaftCmdRequest local = *req;
-    driver_->Propose(std::move(local), [=, this](raftstore::CmdResult r) {
+    driver_->Propose(std::move(local), [=, this](raftstore::CmdResult res) {
+      // Off the store's thread: answering a gRPC call costs it time.
+      executor_.Submit([=, this, r = std::move(res)] {
+        HandleProposed(req, deadline, answer, finished, fail, r);
+      });
+    });
+  }
+
+  void HandleProposed(const std::shared_ptr<RaftCmdRequest>& req,
+                      Clock::time_point deadline, const Answer& answer,
+                      const std::function<bool()>& finished, const Fail& fail,
+                      const raftstore::CmdResult& r) {
+    {
       const errorpb::Error& err = r.response.header().error();
       if (!r.response.header().has_error()) return answer(r.response);
       if (err.has_stale_command()) {
@@ -372,7 +384,7 @@ class RaftKvBackend final : public KvBackend {
             fail(absl::UnavailableError(
                 absl::StrCat("etcdserver: ", e.message())));
           });
-    });
+    }
   }
 
   // A read: linearizable ones wait for a ReadIndex round and the apply of
