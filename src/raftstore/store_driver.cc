@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "raftstore/snap.h"
+#include "raftstore/thread_name.h"
 
 namespace raftkv::raftstore {
 
@@ -55,7 +56,10 @@ absl::Status StoreDriver::Start() {
     }
     state_ = State::kRunning;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    SetThreadName("raftkv-store" + std::to_string(store_id_));
+    Loop();
+  });
   return absl::OkStatus();
 }
 
@@ -262,7 +266,12 @@ WorkerScheduler::WorkerScheduler() {
   for (int i = 0; i < 3; ++i) {
     queues_.push_back(std::make_unique<Queue>());
     Queue* q = queues_.back().get();
-    q->thread = std::thread([this, q] { Loop(q); });
+    q->thread = std::thread([this, q, i] {
+      static const char* const kNames[] = {"raftkv-loggc", "raftkv-snapgen",
+                                           "raftkv-snapapply"};
+      SetThreadName(kNames[i]);
+      Loop(q);
+    });
   }
 }
 
@@ -348,6 +357,7 @@ bool InProcessTransport::Connected(uint64_t a, uint64_t b) {
 void InProcessTransport::SendSnapshot(raft_serverpb::RaftMessage msg) {
   std::lock_guard l(streams_mu_);
   streams_.emplace_back([this, msg = std::move(msg)] {
+    SetThreadName("raftkv-snapsend");
     bool ok = StreamSnapshot(msg);
     raft_serverpb::RaftMessage status;
     status.set_region_id(msg.region_id());

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "raftpb/raft.pb.h"
 #include "raftstore/snap.h"
+#include "raftstore/thread_name.h"
 
 namespace raftkv::server {
 namespace {
@@ -296,6 +297,7 @@ void PeerTransport::CloseStream(Destination* d, bool cancel) {
 }
 
 void PeerTransport::SenderLoop(Destination* d) {
+  raftstore::SetThreadName("raftkv-peer" + std::to_string(d->store_id));
   serverpb::RaftMessageBatch batch;
   auto next_backoff = [&] {
     // Jittered to [0.5, 1.0] of the current value, which then doubles.
@@ -374,6 +376,7 @@ void PeerTransport::SendSnapshot(RaftMessage msg) {
   auto s = std::make_unique<SnapshotStream>();
   SnapshotStream* raw = s.get();
   s->thread = std::thread([this, raw, msg = std::move(msg)] {
+    raftstore::SetThreadName("raftkv-snapsend");
     absl::Status st = StreamSnapshot(raw, msg);
     if (st.ok()) {
       spdlog::info(

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "mvcc/kv_store.h"
+#include "raftstore/thread_name.h"
 
 namespace raftkv::server {
 
@@ -31,7 +32,11 @@ constexpr auto kRetryDelay = std::chrono::milliseconds(50);
 // Runs functions at given times on one thread (retries and timeouts).
 class Timer {
  public:
-  Timer() : thread_([this] { Loop(); }) {}
+  Timer()
+      : thread_([this] {
+          raftstore::SetThreadName("raftkv-timer");
+          Loop();
+        }) {}
   ~Timer() {
     {
       std::lock_guard l(mu_);
@@ -81,7 +86,12 @@ class Timer {
 class Executor {
  public:
   explicit Executor(int threads) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this] {
+        raftstore::SetThreadName("raftkv-exec");
+        Loop();
+      });
+    }
   }
   ~Executor() {
     {
