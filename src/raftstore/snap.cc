@@ -118,6 +118,21 @@ absl::Status ApplySnapshotFiles(storage::Engine* kv, storage::SnapDir* dir,
   return kv->IngestFiles(paths, /*move=*/linked);
 }
 
+raft_serverpb::RaftMessage SnapStatusMessage(
+    const raft_serverpb::RaftMessage& msg, bool reject) {
+  raft_serverpb::RaftMessage status;
+  status.set_region_id(msg.region_id());
+  *status.mutable_from_peer() = msg.to_peer();
+  *status.mutable_to_peer() = msg.from_peer();
+  *status.mutable_region_epoch() = msg.region_epoch();
+  raftpb::Message* m = status.mutable_message();
+  m->set_msg_type(raftpb::MsgSnapStatus);
+  m->set_from(msg.to_peer().id());
+  m->set_to(msg.from_peer().id());
+  m->set_reject(reject);
+  return status;
+}
+
 void DeleteSnapshotFiles(storage::SnapDir* dir, bool received,
                          uint64_t region_id, const raftpb::Snapshot& snap) {
   std::string tag;

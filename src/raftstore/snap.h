@@ -93,6 +93,12 @@ absl::Status ApplySnapshotFiles(storage::Engine* kv, storage::SnapDir* dir,
                                 uint64_t index, int expected_files,
                                 const std::string& tag = "");
 
+// The report a transport hands the SENDING store once the stream of
+// MsgSnapshot `msg` ended (Transport::SendSnapshot): a MsgSnapStatus from
+// msg.to_peer() to msg.from_peer(), `reject` when the transfer failed.
+raft_serverpb::RaftMessage SnapStatusMessage(
+    const raft_serverpb::RaftMessage& msg, bool reject);
+
 // Deletes the files of a snapshot (generated or received; a received one
 // with a receive tag loses only that stream's files).
 void DeleteSnapshotFiles(storage::SnapDir* dir, bool received,

@@ -359,14 +359,7 @@ void InProcessTransport::SendSnapshot(raft_serverpb::RaftMessage msg) {
   streams_.emplace_back([this, msg = std::move(msg)] {
     SetThreadName("raftkv-snapsend");
     bool ok = StreamSnapshot(msg);
-    raft_serverpb::RaftMessage status;
-    status.set_region_id(msg.region_id());
-    *status.mutable_from_peer() = msg.to_peer();
-    *status.mutable_to_peer() = msg.from_peer();
-    status.mutable_message()->set_msg_type(raftpb::MsgSnapStatus);
-    status.mutable_message()->set_from(msg.to_peer().id());
-    status.mutable_message()->set_to(msg.from_peer().id());
-    status.mutable_message()->set_reject(!ok);
+    raft_serverpb::RaftMessage status = SnapStatusMessage(msg, !ok);
     std::shared_lock rl(mu_);
     auto it = drivers_.find(msg.from_peer().store_id());
     if (it != drivers_.end()) (void)it->second->Deliver(std::move(status));

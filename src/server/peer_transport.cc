@@ -468,17 +468,7 @@ absl::Status PeerTransport::StreamSnapshot(SnapshotStream* s,
 
 void PeerTransport::DeliverSnapStatus(const RaftMessage& msg, bool reject) {
   if (!deliver_local_) return;
-  RaftMessage status;
-  status.set_region_id(msg.region_id());
-  *status.mutable_from_peer() = msg.to_peer();
-  *status.mutable_to_peer() = msg.from_peer();
-  *status.mutable_region_epoch() = msg.region_epoch();
-  raftpb::Message* m = status.mutable_message();
-  m->set_msg_type(raftpb::MsgSnapStatus);
-  m->set_from(msg.to_peer().id());
-  m->set_to(msg.from_peer().id());
-  m->set_reject(reject);
-  deliver_local_(std::move(status));
+  deliver_local_(raftstore::SnapStatusMessage(msg, reject));
 }
 
 void PeerTransport::Forward(

@@ -697,16 +697,8 @@ void Simulator::ReportSnapStatus(const raft_serverpb::RaftMessage& snap_msg,
                                  int64_t time) {
   uint64_t from = snap_msg.from_peer().store_id();
   if (!Live(node(from), from_incarnation)) return;
-  auto status = std::make_unique<raft_serverpb::RaftMessage>();
-  status->set_region_id(snap_msg.region_id());
-  *status->mutable_from_peer() = snap_msg.to_peer();
-  *status->mutable_to_peer() = snap_msg.from_peer();
-  *status->mutable_region_epoch() = snap_msg.region_epoch();
-  raftpb::Message* m = status->mutable_message();
-  m->set_msg_type(raftpb::MsgSnapStatus);
-  m->set_from(snap_msg.message().to());
-  m->set_to(snap_msg.message().from());
-  m->set_reject(reject);
+  auto status = std::make_unique<raft_serverpb::RaftMessage>(
+      raftstore::SnapStatusMessage(snap_msg, reject));
   Event e;
   e.time = std::max(time, now_);
   e.kind = Kind::kSnapStatus;

@@ -534,14 +534,7 @@ class Cluster {
   }
 
   void Status(const Stream& s, bool reject) {
-    raft_serverpb::RaftMessage st;
-    st.set_region_id(s.msg.region_id());
-    *st.mutable_from_peer() = s.msg.to_peer();
-    *st.mutable_to_peer() = s.msg.from_peer();
-    st.mutable_message()->set_msg_type(raftpb::MsgSnapStatus);
-    st.mutable_message()->set_from(s.msg.to_peer().id());
-    st.mutable_message()->set_to(s.msg.from_peer().id());
-    st.mutable_message()->set_reject(reject);
+    raft_serverpb::RaftMessage st = SnapStatusMessage(s.msg, reject);
     if (reject) ++transport_.rejects_sent;
     transport_.queue_.push_back(std::move(st));
   }

@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "mvcc/kv_store.h"
+#include "raftstore/snap.h"
 #include "storage/keys.h"
 #include "test_requests.h"
 
@@ -35,13 +36,7 @@ class QueueTransport : public Transport {
   // These stores have no snapshot dir: a snapshot cannot travel, and the
   // sender hears so, as from a broken stream.
   void SendSnapshot(raft_serverpb::RaftMessage msg) override {
-    raft_serverpb::RaftMessage status;
-    status.set_region_id(msg.region_id());
-    *status.mutable_from_peer() = msg.to_peer();
-    *status.mutable_to_peer() = msg.from_peer();
-    status.mutable_message()->set_msg_type(raftpb::MsgSnapStatus);
-    status.mutable_message()->set_reject(true);
-    queue_.push_back(std::move(status));
+    queue_.push_back(SnapStatusMessage(msg, /*reject=*/true));
   }
   std::deque<raft_serverpb::RaftMessage> queue_;
   std::set<uint64_t> cut_;
