@@ -861,6 +861,7 @@ absl::Status KvStore::LoadMeta() {
   absl::StatusOr<Revisions> revs = ReadRevisionsFrom(BaseView(*engine_));
   if (!revs.ok()) return revs.status();
   revs_ = *revs;
+  written_revs_ = *revs;
   meta_loaded_ = true;
   return absl::OkStatus();
 }
@@ -875,14 +876,6 @@ void KvStore::Commit(Overlay* txn, int64_t new_revision, int64_t new_compact,
     } else {
       batch->Delete(key_buf_);
     }
-  }
-  if (new_revision != revs_.revision) {
-    batch->Put(RevisionKeyRef(),
-               storage::EncodeU64(static_cast<uint64_t>(new_revision)));
-  }
-  if (new_compact != revs_.compact_revision) {
-    batch->Put(CompactRevisionKeyRef(),
-               storage::EncodeU64(static_cast<uint64_t>(new_compact)));
   }
   // Move the nodes (no copies, no allocations for new keys).
   while (!txn->empty()) {
@@ -959,6 +952,20 @@ absl::StatusOr<RangeResponse> KvStore::Range(const RangeRequest& req) {
 absl::StatusOr<Revisions> KvStore::GetRevisions() {
   MVCC_RETURN_IF_ERROR(LoadMeta());
   return revs_;
+}
+
+void KvStore::FinishBatch(storage::WriteBatch* batch) {
+  if (!meta_loaded_) return;  // nothing happened since the last load
+  if (revs_.revision != written_revs_.revision) {
+    batch->Put(RevisionKeyRef(),
+               storage::EncodeU64(static_cast<uint64_t>(revs_.revision)));
+  }
+  if (revs_.compact_revision != written_revs_.compact_revision) {
+    batch->Put(
+        CompactRevisionKeyRef(),
+        storage::EncodeU64(static_cast<uint64_t>(revs_.compact_revision)));
+  }
+  written_revs_ = revs_;
 }
 
 void KvStore::ClearPending() {

@@ -225,8 +225,15 @@ class KvStore {
   // The revisions including pending writes. Errors: as ReadRevisions().
   absl::StatusOr<Revisions> GetRevisions();
 
+  // Adds to `batch` the revision keys ("mrev", "mcompact") that changed
+  // since they were last loaded or added: requests do not write them, so a
+  // batch of many requests writes each at most once. Call it once, on the
+  // last batch, before writing the batches and calling ClearPending();
+  // without it the written requests' revisions are lost.
+  void FinishBatch(storage::WriteBatch* batch);
+
   // Forgets the pending writes: call once every batch passed since the last
-  // call has been written to the engine, or dropped.
+  // call has been written to the engine (after FinishBatch), or dropped.
   void ClearPending();
 
   // The overlay: user key -> serialized mvccpb.KeyValue, or nullopt for a
@@ -237,14 +244,16 @@ class KvStore {
  private:
   // Loads the revisions from the engine unless they are loaded.
   absl::Status LoadMeta();
-  // Adds the writes in *txn and the new revisions to `batch` and moves them
-  // into the overlay.
+  // Adds the writes in *txn to `batch`, moves them into the overlay and
+  // takes the new revisions (FinishBatch writes them).
   void Commit(Overlay* txn, int64_t new_revision, int64_t new_compact,
               storage::WriteBatch* batch);
 
   const storage::Engine* engine_;
   bool meta_loaded_ = false;
   Revisions revs_;
+  // The revisions as the engine has them (or FinishBatch added them).
+  Revisions written_revs_;
   Overlay pending_;
   // Reused buffers (no per-request allocation for keys and values).
   std::string key_buf_;

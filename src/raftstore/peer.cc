@@ -640,6 +640,7 @@ std::optional<Callback> Peer::TakeProposal(uint64_t index, uint64_t term,
 }
 
 void Peer::FlushApply(storage::WriteBatch* kv_wb) {
+  kv_store_.FinishBatch(kv_wb);
   if (batch_apply_.has_value()) {
     kv_wb->PutProto(storage::ApplyStateKey(region_id()), *batch_apply_);
   }

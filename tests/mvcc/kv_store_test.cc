@@ -154,6 +154,7 @@ class KvStoreTest : public ::testing::Test {
 
   // Writes the pending batch and tells the store.
   void Flush() {
+    store_->FinishBatch(&batch_);
     ASSERT_TRUE(engine_->Write(batch_, /*sync=*/false).ok());
     batch_.Clear();
     store_->ClearPending();
@@ -554,7 +555,7 @@ TEST_F(KvStoreTest, TxnThatChangesNothingCreatesNoRevision) {
   // An empty txn.
   EXPECT_EQ(MustTxn(TxnRequest()).header().revision(), 2);
   EXPECT_EQ(Rev(), 2);
-  EXPECT_EQ(batch_.Count(), 2);  // Only the first put's key and meta.
+  EXPECT_EQ(batch_.Count(), 1);  // Only the first put's key.
 }
 
 TEST_F(KvStoreTest, TxnDeleteBeforeAnyChangeReportsTheOldRevision) {
@@ -946,6 +947,30 @@ TEST_F(KvStoreTest, DroppedBatchIsForgotten) {
   EXPECT_EQ(All(), (std::vector<std::string>{"a=1 c2 m2 v1"}));
   EXPECT_EQ(MustPut("a", "3").header().revision(), 3);
   EXPECT_EQ(All(), (std::vector<std::string>{"a=3 c2 m3 v2"}));
+}
+
+TEST_F(KvStoreTest, RevisionKeyIsWrittenOncePerBatch) {
+  for (int i = 0; i < 10; ++i) MustPut("k" + std::to_string(i), "v");
+  EXPECT_EQ(batch_.Count(), 10);  // the keys only
+  CompactionRequest c;
+  c.set_revision(5);
+  ASSERT_TRUE(store_->Compact(c, &batch_).ok());
+  EXPECT_EQ(batch_.Count(), 10);
+  store_->FinishBatch(&batch_);
+  EXPECT_EQ(batch_.Count(), 12);  // + mrev + mcompact
+  store_->FinishBatch(&batch_);   // nothing changed since
+  EXPECT_EQ(batch_.Count(), 12);
+  Flush();
+  EXPECT_EQ(Rev(), 11);
+  Open();
+  auto revs = store_->GetRevisions();
+  ASSERT_TRUE(revs.ok());
+  EXPECT_EQ(revs->revision, 11);
+  EXPECT_EQ(revs->compact_revision, 5);
+  // A batch with no new revision writes no revision key.
+  MustDel(DelReq("absent"));
+  store_->FinishBatch(&batch_);
+  EXPECT_EQ(batch_.Count(), 0);
 }
 
 TEST_F(KvStoreTest, OtherWritesInTheSameBatchAreKept) {
