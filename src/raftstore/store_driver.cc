@@ -177,6 +177,23 @@ bool StoreDriver::Post(absl::AnyInvocable<void(Store&)> fn) {
   return Enqueue(Event(std::move(task)), /*is_message=*/false, &full);
 }
 
+bool StoreDriver::PostOrCancel(absl::AnyInvocable<void(Store*)> fn) {
+  bool full = false;
+  return Enqueue(Event(Task(std::move(fn))), /*is_message=*/false, &full);
+}
+
+void StoreDriver::ProposeOnDriverThread(raft_cmdpb::RaftCmdRequest req,
+                                        Callback cb) {
+  if (!OnDriverThread()) {
+    std::fprintf(stderr,
+                 "StoreDriver::ProposeOnDriverThread called off the driver "
+                 "thread of store %lu\n",
+                 static_cast<unsigned long>(store_id_));
+    std::abort();
+  }
+  ProposeToStore(ProposalEvent{std::move(req), std::move(cb)});
+}
+
 bool StoreDriver::OnDriverThread() const {
   return thread_id_.load(std::memory_order_acquire) ==
          std::this_thread::get_id();

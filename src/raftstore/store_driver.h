@@ -139,6 +139,18 @@ class StoreDriver {
   // Queues `fn` to run on the driver thread before a later pass, without
   // waiting. Thread-safe. Returns false (dropping `fn`) once stopped.
   bool Post(absl::AnyInvocable<void(Store&)> fn);
+  // As Post, but a task that Stop cancels after it was queued still runs,
+  // with a null store, as the driver stops (so it can answer whatever it
+  // carries). Returns false, without running `fn`, once stopped.
+  bool PostOrCancel(absl::AnyInvocable<void(Store*)> fn);
+
+  // Proposes `req` at once, from a task running on the driver thread (Post,
+  // PostOrCancel, Run, or a proposal's callback): unlike Propose it does not
+  // wait for the next pass, so a task can build one command out of many
+  // requests that queued up meanwhile and have it in this pass's Ready.
+  // `cb` as for Propose (Stop answers it if the store has not). Aborts if
+  // called from another thread.
+  void ProposeOnDriverThread(raft_cmdpb::RaftCmdRequest req, Callback cb);
 
  private:
   struct ProposalEvent {

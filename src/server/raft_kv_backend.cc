@@ -46,11 +46,14 @@ class Timer {
     thread_.join();
   }
   void At(Clock::time_point when, std::function<void()> fn) {
+    bool earliest;
     {
       std::lock_guard l(mu_);
-      tasks_.emplace(when, std::move(fn));
+      earliest = tasks_.emplace(when, std::move(fn)) == tasks_.begin();
     }
-    cv_.notify_one();
+    // A later deadline than the one the thread waits for needs no wake-up
+    // (one per request would cost a context switch each).
+    if (earliest) cv_.notify_one();
   }
 
  private:
@@ -137,7 +140,10 @@ class Once {
   explicit Once(Done<T> done) : done_(std::move(done)) {}
   void operator()(absl::StatusOr<T> v) {
     if (fired_.exchange(true)) return;
-    done_(std::move(v));
+    // Released once called: the timer keeps the Once until the deadline,
+    // but not the gRPC call that `done` holds.
+    Done<T> done = std::move(done_);
+    done(std::move(v));
   }
   bool fired() const { return fired_.load(); }
 
@@ -297,104 +303,280 @@ class RaftKvBackend final : public KvBackend {
            std::chrono::milliseconds(options_.request_timeout_ms);
   }
 
-  // A write through the log: propose locally; forward to the leader's
-  // member when this one does not lead; retry while no leader is known.
+  // ---- Writes ----------------------------------------------------------
+  //
+  // Every write becomes one raft_cmdpb Etcd request. Requests are not
+  // proposed one by one: they queue, and whatever queued up while the
+  // previous command was on its way leaves as ONE command (one raft entry,
+  // one apply), of at most kMaxBatchRequests requests and about
+  // kMaxBatchBytes. Each request still gets its own answer (its own
+  // response, or its own etcd error) from the command's responses.
+  //
+  //   - Local: while this member's peer leads (or no leader is known), a
+  //     task posted to the driver takes the queue and proposes it in the
+  //     same pass (StoreDriver::ProposeOnDriverThread).
+  //   - Forwarded: while another member's peer leads, the queue goes to that
+  //     member in one Forward call; up to kMaxForwardsInFlight calls are in
+  //     flight per member, and what queues meanwhile leaves with the next.
+  //     The member it is sent to proposes it as one command and never
+  //     forwards further.
+  // The leader is remembered (leader_store_) from the answers, so a member
+  // that does not lead forwards at once, without asking its own store first.
+
+  // A write waiting to be proposed.
+  struct PendingWrite {
+    raft_cmdpb::Request request;  // cmd_type Etcd
+    size_t bytes = 0;
+    Clock::time_point deadline;
+    // Answers the client (at most once; later calls do nothing).
+    std::function<void(absl::StatusOr<EtcdResponse>)> answer;
+    std::function<bool()> finished;  // answered already (or timed out)
+    int reroutes = 0;                // NotLeader answers so far
+  };
+  using Writes = std::vector<PendingWrite>;
+
+  static constexpr size_t kMaxBatchRequests = 256;
+  static constexpr size_t kMaxBatchBytes = 1 << 20;
+  static constexpr int kMaxForwardsInFlight = 4;
+  // NotLeader answers a write may follow at once; after that it waits
+  // kRetryDelay between attempts (leadership is moving).
+  static constexpr int kMaxImmediateReroutes = 2;
+
   template <typename T>
   void Write(EtcdRequest er, Done<T> done,
              std::function<T(EtcdResponse&)> pick) {
     auto once = std::make_shared<Once<T>>(std::move(done));
-    Clock::time_point deadline = Deadline();
-    timer_.At(deadline,
+    PendingWrite w;
+    w.deadline = Deadline();
+    timer_.At(w.deadline,
               [once] { (*once)(absl::UnavailableError(kErrTimeout)); });
-    RaftCmdRequest req = Command(driver_->store_id());
-    auto* r = req.add_requests();
-    r->set_cmd_type(raft_cmdpb::Etcd);
-    *r->mutable_etcd() = std::move(er);
-    auto answer = [once, pick](const RaftCmdResponse& resp) {
-      EtcdResponse out =
-          resp.responses_size() > 0 ? resp.responses(0).etcd() : EtcdResponse();
-      if (out.error_code() != 0) return (*once)(EtcdError(out));
-      (*once)(pick(out));
+    w.request.set_cmd_type(raft_cmdpb::Etcd);
+    *w.request.mutable_etcd() = std::move(er);
+    w.bytes = w.request.ByteSizeLong();
+    w.answer = [once, pick = std::move(pick)](absl::StatusOr<EtcdResponse> r) {
+      if (!r.ok()) return (*once)(r.status());
+      if (r->error_code() != 0) return (*once)(EtcdError(*r));
+      (*once)(pick(*r));
     };
-    TryWrite(
-        std::make_shared<RaftCmdRequest>(std::move(req)), deadline,
-        std::move(answer), [once] { return once->fired(); },
-        [once](absl::Status s) { (*once)(std::move(s)); });
+    w.finished = [once] { return once->fired(); };
+    Route(std::move(w));
   }
 
-  using Answer = std::function<void(const RaftCmdResponse&)>;
-  using Fail = std::function<void(absl::Status)>;
+  // Sends `w` where the leader is believed to be.
+  void Route(PendingWrite w) {
+    if (w.finished() || Clock::now() >= w.deadline) return;
+    uint64_t leader = leader_store_.load(std::memory_order_relaxed);
+    if (leader == 0 || leader == driver_->store_id() || forwarder_ == nullptr) {
+      EnqueueLocal(std::move(w));
+    } else {
+      EnqueueForward(leader, std::move(w));
+    }
+  }
 
-  void TryWrite(std::shared_ptr<RaftCmdRequest> req, Clock::time_point deadline,
-                Answer answer, std::function<bool()> finished, Fail fail) {
-    if (finished() || Clock::now() >= deadline) return;
-    RaftCmdRequest local = *req;
-    driver_->Propose(std::move(local), [=, this](raftstore::CmdResult res) {
-      // Off the store's thread: answering a gRPC call costs it time.
-      executor_.Submit([=, this, r = std::move(res)] {
-        HandleProposed(req, deadline, answer, finished, fail, r);
-      });
+  void RouteLater(Writes writes) {
+    auto shared = std::make_shared<Writes>(std::move(writes));
+    timer_.At(Clock::now() + kRetryDelay, [this, shared] {
+      for (PendingWrite& w : *shared) Route(std::move(w));
     });
   }
 
-  void HandleProposed(const std::shared_ptr<RaftCmdRequest>& req,
-                      Clock::time_point deadline, const Answer& answer,
-                      const std::function<bool()>& finished, const Fail& fail,
-                      const raftstore::CmdResult& r) {
+  // Takes up to one command's worth of writes off the front of `q`.
+  static Writes TakeBatch(Writes* q) {
+    size_t n = 0;
+    size_t bytes = 0;
+    while (n < q->size() && n < kMaxBatchRequests &&
+           (n == 0 || bytes + (*q)[n].bytes <= kMaxBatchBytes)) {
+      bytes += (*q)[n].bytes;
+      ++n;
+    }
+    if (n == q->size()) return std::exchange(*q, {});
+    Writes batch(std::make_move_iterator(q->begin()),
+                 std::make_move_iterator(q->begin() + n));
+    q->erase(q->begin(), q->begin() + n);
+    return batch;
+  }
+
+  // The command of a batch, for the region's peer on `store_id`. The
+  // requests are copied: a batch may have to go elsewhere after a NotLeader.
+  RaftCmdRequest BatchCommand(uint64_t store_id, const Writes& batch) const {
+    RaftCmdRequest req = Command(store_id);
+    req.mutable_requests()->Reserve(static_cast<int>(batch.size()));
+    for (const PendingWrite& w : batch) *req.add_requests() = w.request;
+    return req;
+  }
+
+  static void FailAll(Writes& batch, const absl::Status& s) {
+    for (PendingWrite& w : batch) w.answer(s);
+  }
+
+  // Answers every write of `batch` from a command response without a
+  // header error.
+  static void AnswerAll(Writes& batch, RaftCmdResponse& resp) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (i >= static_cast<size_t>(resp.responses_size())) {
+        batch[i].answer(absl::InternalError(
+            "etcdserver: the command's response lacks an answer"));
+        continue;
+      }
+      batch[i].answer(std::move(
+          *resp.mutable_responses(static_cast<int>(i))->mutable_etcd()));
+    }
+  }
+
+  // -- local proposals --
+
+  void EnqueueLocal(PendingWrite w) {
+    bool post;
     {
-      const errorpb::Error& err = r.response.header().error();
-      if (!r.response.header().has_error()) return answer(r.response);
-      if (err.has_stale_command()) {
-        return fail(absl::UnavailableError(kErrLeaderChanged));
-      }
-      if (!err.has_not_leader()) {
-        return fail(absl::UnavailableError(
-            absl::StrCat("etcdserver: ", err.message())));
-      }
-      uint64_t leader = err.not_leader().leader().store_id();
-      if (leader == 0 || leader == driver_->store_id() ||
-          forwarder_ == nullptr) {
-        // No leader yet (an election is on): ask again shortly.
-        timer_.At(Clock::now() + kRetryDelay, [=, this] {
-          TryWrite(req, deadline, answer, finished, fail);
-        });
-        return;
-      }
-      RaftCmdRequest fwd = *req;
-      fwd.mutable_header()->mutable_peer()->set_id(leader);
-      fwd.mutable_header()->mutable_peer()->set_store_id(leader);
-      int left_ms = static_cast<int>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                Clock::now())
-              .count());
-      if (left_ms <= 0) return;
-      forwarder_->Forward(
-          leader, std::move(fwd), left_ms,
-          [=, this](absl::StatusOr<RaftCmdResponse> resp) {
-            if (!resp.ok()) {
-              // The leader's member is unreachable: maybe it is gone and a
-              // new leader is being elected.
-              timer_.At(Clock::now() + kRetryDelay, [=, this] {
-                TryWrite(req, deadline, answer, finished, fail);
-              });
-              return;
-            }
-            const errorpb::Error& e = resp->header().error();
-            if (!resp->header().has_error()) return answer(*resp);
-            if (e.has_stale_command()) {
-              return fail(absl::UnavailableError(kErrLeaderChanged));
-            }
-            if (e.has_not_leader()) {
-              // Leadership moved on: not proposed there, so try again.
-              timer_.At(Clock::now() + kRetryDelay, [=, this] {
-                TryWrite(req, deadline, answer, finished, fail);
-              });
-              return;
-            }
-            fail(absl::UnavailableError(
-                absl::StrCat("etcdserver: ", e.message())));
+      std::lock_guard l(local_mu_);
+      local_.push_back(std::move(w));
+      post = !local_posted_;
+      local_posted_ = true;
+    }
+    if (!post) return;
+    bool posted = driver_->PostOrCancel(
+        [this](raftstore::Store* store) { ProposeLocal(store); });
+    if (!posted) ProposeLocal(nullptr);  // stopped: fail what is queued
+  }
+
+  // On the driver thread: proposes everything queued, in commands.
+  void ProposeLocal(raftstore::Store* store) {
+    Writes queued;
+    {
+      std::lock_guard l(local_mu_);
+      queued.swap(local_);
+      local_posted_ = false;
+    }
+    if (store == nullptr) {
+      FailAll(queued, absl::UnavailableError("etcdserver: server stopped"));
+      return;
+    }
+    while (!queued.empty()) {
+      auto batch = std::make_shared<Writes>(TakeBatch(&queued));
+      driver_->ProposeOnDriverThread(
+          BatchCommand(driver_->store_id(), *batch),
+          [this, batch](raftstore::CmdResult res) {
+            // Off the store's thread: answering gRPC calls costs it time.
+            executor_.Submit([this, batch, r = std::move(res)]() mutable {
+              HandleLocalResult(std::move(*batch), r.response);
+            });
           });
     }
+  }
+
+  void HandleLocalResult(Writes batch, RaftCmdResponse& resp) {
+    if (!resp.header().has_error()) {
+      leader_store_.store(driver_->store_id(), std::memory_order_relaxed);
+      return AnswerAll(batch, resp);
+    }
+    const errorpb::Error& err = resp.header().error();
+    if (err.has_stale_command()) {
+      return FailAll(batch, absl::UnavailableError(kErrLeaderChanged));
+    }
+    if (!err.has_not_leader()) {
+      return FailAll(batch, absl::UnavailableError(
+                                absl::StrCat("etcdserver: ", err.message())));
+    }
+    // Not proposed: send it where the leader is, if one is known.
+    uint64_t leader = err.not_leader().leader().store_id();
+    if (leader == driver_->store_id()) leader = 0;
+    leader_store_.store(leader, std::memory_order_relaxed);
+    Reroute(std::move(batch), /*now=*/leader != 0 && forwarder_ != nullptr);
+  }
+
+  // Routes the writes of a batch that was not proposed again: at once if
+  // `now` (a leader is known) and they have not bounced too often, else
+  // after kRetryDelay (an election is on).
+  void Reroute(Writes batch, bool now) {
+    Writes later;
+    for (PendingWrite& w : batch) {
+      if (now && w.reroutes++ < kMaxImmediateReroutes) {
+        Route(std::move(w));
+      } else {
+        later.push_back(std::move(w));
+      }
+    }
+    if (!later.empty()) RouteLater(std::move(later));
+  }
+
+  // -- forwarded proposals --
+
+  struct ForwardQueue {
+    Writes waiting;
+    int in_flight = 0;
+  };
+
+  void EnqueueForward(uint64_t leader, PendingWrite w) {
+    Writes batch;
+    {
+      std::lock_guard l(forward_mu_);
+      ForwardQueue& q = forward_[leader];
+      q.waiting.push_back(std::move(w));
+      if (q.in_flight >= kMaxForwardsInFlight) return;  // leaves later
+      ++q.in_flight;
+      batch = TakeBatch(&q.waiting);
+    }
+    SendForward(leader, std::move(batch));
+  }
+
+  void SendForward(uint64_t leader, Writes batch) {
+    Clock::time_point deadline = batch.front().deadline;
+    for (const PendingWrite& w : batch)
+      deadline = std::max(deadline, w.deadline);
+    int left_ms =
+        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                             deadline - Clock::now())
+                             .count());
+    RaftCmdRequest req = BatchCommand(leader, batch);
+    auto shared = std::make_shared<Writes>(std::move(batch));
+    forwarder_->Forward(
+        leader, std::move(req), std::max(left_ms, 1),
+        [this, leader, shared](absl::StatusOr<RaftCmdResponse> resp) {
+          ForwardDone(leader);
+          HandleForwardResult(leader, std::move(*shared), resp);
+        });
+  }
+
+  // One Forward call to `leader` ended: send what queued meanwhile.
+  void ForwardDone(uint64_t leader) {
+    Writes batch;
+    {
+      std::lock_guard l(forward_mu_);
+      ForwardQueue& q = forward_[leader];
+      --q.in_flight;
+      if (q.waiting.empty()) return;
+      ++q.in_flight;
+      batch = TakeBatch(&q.waiting);
+    }
+    SendForward(leader, std::move(batch));
+  }
+
+  void HandleForwardResult(uint64_t leader, Writes batch,
+                           absl::StatusOr<RaftCmdResponse>& resp) {
+    if (!resp.ok()) {
+      // The leader's member is unreachable: maybe it is gone and a new
+      // leader is being elected. Ask the local store again shortly.
+      uint64_t expected = leader;
+      leader_store_.compare_exchange_strong(expected, 0,
+                                            std::memory_order_relaxed);
+      return RouteLater(std::move(batch));
+    }
+    if (!resp->header().has_error()) return AnswerAll(batch, *resp);
+    const errorpb::Error& e = resp->header().error();
+    if (e.has_stale_command()) {
+      return FailAll(batch, absl::UnavailableError(kErrLeaderChanged));
+    }
+    if (!e.has_not_leader()) {
+      return FailAll(batch, absl::UnavailableError(
+                                absl::StrCat("etcdserver: ", e.message())));
+    }
+    // Leadership moved on: not proposed there, so go where it points.
+    uint64_t hint = e.not_leader().leader().store_id();
+    if (hint == leader) hint = 0;
+    uint64_t expected = leader;
+    leader_store_.compare_exchange_strong(expected, hint,
+                                          std::memory_order_relaxed);
+    Reroute(std::move(batch), /*now=*/hint != 0);
   }
 
   // A read: linearizable ones wait for a ReadIndex round and the apply of
@@ -451,6 +633,13 @@ class RaftKvBackend final : public KvBackend {
   Forwarder* forwarder_;
   BackendOptions options_;
   std::shared_ptr<MemberTable> members_ = std::make_shared<MemberTable>();
+  // The store whose peer led at the last answer; 0: unknown.
+  std::atomic<uint64_t> leader_store_{0};
+  std::mutex local_mu_;
+  Writes local_;               // guarded by local_mu_
+  bool local_posted_ = false;  // a ProposeLocal task is queued
+  std::mutex forward_mu_;
+  std::map<uint64_t, ForwardQueue> forward_;  // guarded by forward_mu_
   // Destroyed first (declared last): their threads may call into the rest.
   Executor executor_;
   Timer timer_;

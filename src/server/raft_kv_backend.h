@@ -2,12 +2,17 @@
 // StoreDriver.
 //
 //   writes  (Put, DeleteRange, non-read-only Txn, Compact): validated, then
-//           proposed as one raft_cmdpb Etcd command to the local store; if
-//           the local peer does not lead, forwarded to the leader's member
-//           (Forwarder) — once, no further. A command whose fate is unknown
-//           (leadership lost before it applied) is answered etcd's "leader
-//           changed"; no leader known is "no leader"; no answer within the
-//           request timeout is "request timed out" (all Unavailable).
+//           queued; the writes that queue up while the previous command is
+//           on its way are proposed together as one raft_cmdpb command (one
+//           Etcd request each, each answered from its own response) to the
+//           local store, or, when another member's peer leads, forwarded to
+//           that member (Forwarder) in one call — once, no further. The
+//           leader is remembered from the answers, so a member that does not
+//           lead forwards without asking its own store first. A command whose
+//           fate is unknown (leadership lost before it applied) is answered
+//           etcd's "leader changed"; no leader known is "no leader"; no answer
+//           within the request timeout is "request timed out" (all
+//           Unavailable).
 //   reads   linearizable: Store::ReadIndex (one round for every read that
 //           arrives in the same pass), then mvcc::Range / ReadOnlyTxn on the
 //           kv engine view the store hands back; serializable: mvcc::Range
