@@ -968,6 +968,8 @@ void KvStore::FinishBatch(storage::WriteBatch* batch) {
   written_revs_ = revs_;
 }
 
+void KvStore::MarkWritten() { pending_.clear(); }
+
 void KvStore::ClearPending() {
   pending_.clear();
   meta_loaded_ = false;

@@ -232,8 +232,15 @@ class KvStore {
   // without it the written requests' revisions are lost.
   void FinishBatch(storage::WriteBatch* batch);
 
-  // Forgets the pending writes: call once every batch passed since the last
-  // call has been written to the engine (after FinishBatch), or dropped.
+  // Forgets the pending writes once every batch passed since the last call
+  // has been written to the engine, FinishBatch included, and nothing else
+  // changed the engine's mvcc keys: the revisions stay loaded (no engine
+  // read for the next batch).
+  void MarkWritten();
+
+  // Forgets the pending writes and the revisions, which the next request
+  // reads afresh from the engine: call when batches were dropped, or when
+  // the engine changed underneath (a region snapshot was applied).
   void ClearPending();
 
   // The overlay: user key -> serialized mvccpb.KeyValue, or nullopt for a

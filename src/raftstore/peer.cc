@@ -651,7 +651,7 @@ void Peer::FlushApply(storage::WriteBatch* kv_wb) {
     Panic(absl::StrCat(storage_->tag(), " apply write failed: ", s.ToString()));
   }
   kv_wb->Clear();
-  kv_store_.ClearPending();
+  kv_store_.MarkWritten();
 }
 
 void Peer::ApplyEntries(const std::vector<raftpb::Entry>& entries) {

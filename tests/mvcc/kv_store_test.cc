@@ -973,6 +973,26 @@ TEST_F(KvStoreTest, RevisionKeyIsWrittenOncePerBatch) {
   EXPECT_EQ(batch_.Count(), 0);
 }
 
+TEST_F(KvStoreTest, MarkWrittenKeepsTheRevisionsAndForgetsTheOverlay) {
+  MustPut("a", "1");  // 2
+  store_->FinishBatch(&batch_);
+  ASSERT_TRUE(engine_->Write(batch_, /*sync=*/false).ok());
+  batch_.Clear();
+  store_->MarkWritten();
+  // The revisions stay loaded: a change made under the store is not seen
+  // until ClearPending (which the raftstore calls after a snapshot).
+  storage::WriteBatch b;
+  b.Put(RevisionKey(), storage::EncodeU64(10));
+  b.Delete(KvKey("a"));
+  ASSERT_TRUE(engine_->Write(b, false).ok());
+  EXPECT_EQ(Rev(), 2);
+  // The overlay is gone: reads go to the engine.
+  EXPECT_EQ(MustRange(RangeReq("a")).count(), 0);
+  store_->ClearPending();
+  EXPECT_EQ(Rev(), 10);
+  EXPECT_EQ(MustPut("b", "1").header().revision(), 11);
+}
+
 TEST_F(KvStoreTest, OtherWritesInTheSameBatchAreKept) {
   batch_.Put("unrelated", "x");  // Another command's write.
   MustPut("a", "1");
