@@ -78,8 +78,11 @@ class Forwarder {
   // Sends `req` to the member of store `store_id`, which proposes it to its
   // own store and answers with the command's response (including a
   // NotLeader error: it never forwards further). `done` is called exactly
-  // once, on some internal thread; transport failures and `timeout_ms`
-  // expiring are Unavailable.
+  // once, on some internal thread. Errors: FailedPrecondition when the
+  // call was certainly not sent (no connection to that member: the caller
+  // may retry); any other error (Unavailable for transport failures and
+  // `timeout_ms` expiring) leaves the command's fate unknown: the member
+  // may have proposed it.
   virtual void Forward(
       uint64_t store_id, raft_cmdpb::RaftCmdRequest req, int timeout_ms,
       std::function<void(absl::StatusOr<raft_cmdpb::RaftCmdResponse>)>

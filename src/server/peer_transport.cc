@@ -479,6 +479,15 @@ void PeerTransport::Forward(
     done(absl::NotFoundError(absl::StrCat("unknown store ", store_id)));
     return;
   }
+  // Only on a connected channel, so that a failure before sending is
+  // known as such (the caller may then retry without risk of a second
+  // proposal). The raft stream keeps the channel connected.
+  if (it->second->channel->GetState(/*try_to_connect=*/true) !=
+      GRPC_CHANNEL_READY) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("no connection to store ", store_id, ": not sent")));
+    return;
+  }
   auto* call = new ForwardCall;
   call->req = std::move(req);
   call->done = std::move(done);

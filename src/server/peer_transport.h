@@ -145,8 +145,9 @@ class PeerTransport : public raftstore::Transport, public Forwarder {
   // Forwarder: a unary Peer.Forward call with a deadline of `timeout_ms`.
   // `done` runs exactly once, on a gRPC thread (or at once on the calling
   // thread for NotFound and after Stop). Errors: NotFound for a store
-  // without a URL; Unavailable for every transport failure, the deadline
-  // and Stop.
+  // without a URL; FailedPrecondition, without sending, when the channel
+  // to that member is not connected (it is asked to connect); Unavailable
+  // for every other transport failure, the deadline and Stop.
   void Forward(uint64_t store_id, raft_cmdpb::RaftCmdRequest req,
                int timeout_ms,
                std::function<void(absl::StatusOr<raft_cmdpb::RaftCmdResponse>)>

@@ -26,6 +26,8 @@ using raft_cmdpb::RaftCmdResponse;
 constexpr char kErrNoLeader[] = "etcdserver: no leader";
 constexpr char kErrLeaderChanged[] = "etcdserver: leader changed";
 constexpr char kErrTimeout[] = "etcdserver: request timed out";
+constexpr char kErrConnectionLost[] =
+    "etcdserver: request timed out, possibly due to connection lost";
 // How long to wait before asking again while there is no leader.
 constexpr auto kRetryDelay = std::chrono::milliseconds(50);
 
@@ -49,7 +51,8 @@ class Timer {
     bool earliest;
     {
       std::lock_guard l(mu_);
-      earliest = tasks_.emplace(when, std::move(fn)) == tasks_.begin();
+      auto it = tasks_.emplace(when, std::move(fn));
+      earliest = it == tasks_.begin();
     }
     // A later deadline than the one the thread waits for needs no wake-up
     // (one per request would cost a context switch each).
@@ -555,11 +558,17 @@ class RaftKvBackend final : public KvBackend {
                            absl::StatusOr<RaftCmdResponse>& resp) {
     if (!resp.ok()) {
       // The leader's member is unreachable: maybe it is gone and a new
-      // leader is being elected. Ask the local store again shortly.
+      // leader is being elected; ask the local store again next time.
       uint64_t expected = leader;
       leader_store_.compare_exchange_strong(expected, 0,
                                             std::memory_order_relaxed);
-      return RouteLater(std::move(batch));
+      // Not sent: safe to try again shortly. Anything else may have reached
+      // the leader, which may apply it: proposing it again could apply a
+      // write twice, so its fate stays unknown to the client (as etcd's).
+      if (resp.status().code() == absl::StatusCode::kFailedPrecondition) {
+        return RouteLater(std::move(batch));
+      }
+      return FailAll(batch, absl::UnavailableError(kErrConnectionLost));
     }
     if (!resp->header().has_error()) return AnswerAll(batch, *resp);
     const errorpb::Error& e = resp->header().error();
@@ -641,8 +650,11 @@ class RaftKvBackend final : public KvBackend {
   std::mutex forward_mu_;
   std::map<uint64_t, ForwardQueue> forward_;  // guarded by forward_mu_
   // Destroyed first (declared last): their threads may call into the rest.
-  Executor executor_;
+  // The executor goes before the timer: its last tasks may still set
+  // timers (a retry), while timer tasks only reach the executor through
+  // the driver, which is stopped by then.
   Timer timer_;
+  Executor executor_;
 };
 
 }  // namespace
