@@ -200,7 +200,7 @@ class RaftKvBackend final : public KvBackend {
     if (mvcc::IsReadOnlyTxn(req)) {
       auto shared = std::make_shared<etcdserverpb::TxnRequest>(std::move(req));
       Read<etcdserverpb::TxnResponse>(
-          /*serializable=*/false, std::move(done),
+          /*serializable=*/false, /*point=*/false, std::move(done),
           [shared](const storage::Snapshot& view) {
             return mvcc::ReadOnlyTxn(view, *shared);
           });
@@ -226,8 +226,9 @@ class RaftKvBackend final : public KvBackend {
              Done<etcdserverpb::RangeResponse> done) override {
     if (absl::Status s = mvcc::ValidateRange(req); !s.ok()) return done(s);
     bool serializable = req.serializable();
+    bool point = req.range_end().empty();
     auto shared = std::make_shared<etcdserverpb::RangeRequest>(std::move(req));
-    Read<etcdserverpb::RangeResponse>(serializable, std::move(done),
+    Read<etcdserverpb::RangeResponse>(serializable, point, std::move(done),
                                       [shared](const storage::Snapshot& view) {
                                         return mvcc::Range(view, *shared);
                                       });
@@ -588,45 +589,104 @@ class RaftKvBackend final : public KvBackend {
     Reroute(std::move(batch), /*now=*/hint != 0);
   }
 
-  // A read: linearizable ones wait for a ReadIndex round and the apply of
-  // its index, then read the view the store hands back; serializable ones
-  // read a view of the kv engine now. The read itself runs on executor_.
+  // ---- Reads -----------------------------------------------------------
+  //
+  // Linearizable reads queue like writes: the reads that queued up while
+  // the driver was busy share one Store::ReadIndex call (one round, one kv
+  // view), and they are then served by at most two executor tasks. A
+  // serializable read of one key is served at once on the calling thread
+  // (a point lookup, no hand-off); other serializable reads run on the
+  // executor (a large range must not hold up a gRPC thread).
+
+  struct PendingRead {
+    Clock::time_point deadline;
+    std::function<bool()> finished;
+    // Serves the read from the view and answers it.
+    std::function<void(const storage::Snapshot&)> serve;
+    std::function<void(absl::Status)> fail;
+  };
+  using Reads = std::vector<PendingRead>;
+
   template <typename T>
-  void Read(bool serializable, Done<T> done,
+  void Read(bool serializable, bool point, Done<T> done,
             std::function<absl::StatusOr<T>(const storage::Snapshot&)> read) {
     auto once = std::make_shared<Once<T>>(std::move(done));
     if (serializable) {
-      executor_.Submit([this, once, read] {
+      auto serve = [this, once, read = std::move(read)] {
         std::unique_ptr<storage::Snapshot> view = kv_->NewSnapshot();
         (*once)(read(*view));
-      });
+      };
+      if (point) {
+        serve();
+      } else {
+        executor_.Submit(std::move(serve));
+      }
       return;
     }
-    Clock::time_point deadline = Deadline();
-    timer_.At(deadline,
+    PendingRead r;
+    r.deadline = Deadline();
+    timer_.At(r.deadline,
               [once] { (*once)(absl::UnavailableError(kErrTimeout)); });
-    TryRead<T>(once, deadline, std::move(read));
+    r.finished = [once] { return once->fired(); };
+    r.serve = [once, read = std::move(read)](const storage::Snapshot& view) {
+      (*once)(read(view));
+    };
+    r.fail = [once](absl::Status s) { (*once)(std::move(s)); };
+    EnqueueRead(std::move(r));
   }
 
-  template <typename T>
-  void TryRead(
-      std::shared_ptr<Once<T>> once, Clock::time_point deadline,
-      std::function<absl::StatusOr<T>(const storage::Snapshot&)> read) {
-    if (once->fired() || Clock::now() >= deadline) return;
-    RaftCmdRequest req = Command(driver_->store_id());
-    bool posted = driver_->Post([=, this](raftstore::Store& store) {
-      store.ReadIndex(req, [=, this](raftstore::CmdResult r) {
-        if (r.response.header().has_error() || r.snap == nullptr) {
-          // No leader, or the round was lost: a read can simply retry.
-          timer_.At(Clock::now() + kRetryDelay,
-                    [=, this] { TryRead<T>(once, deadline, read); });
-          return;
+  void EnqueueRead(PendingRead r) {
+    if (r.finished() || Clock::now() >= r.deadline) return;
+    bool post;
+    {
+      std::lock_guard l(read_mu_);
+      reads_.push_back(std::move(r));
+      post = !reads_posted_;
+      reads_posted_ = true;
+    }
+    if (!post) return;
+    bool posted = driver_->PostOrCancel(
+        [this](raftstore::Store* store) { ReadLocal(store); });
+    if (!posted) ReadLocal(nullptr);  // stopped: fail what is queued
+  }
+
+  // On the driver thread: one ReadIndex call for every queued read.
+  void ReadLocal(raftstore::Store* store) {
+    auto batch = std::make_shared<Reads>();
+    {
+      std::lock_guard l(read_mu_);
+      batch->swap(reads_);
+      reads_posted_ = false;
+    }
+    if (store == nullptr) {
+      for (PendingRead& r : *batch) {
+        r.fail(absl::UnavailableError("etcdserver: server stopped"));
+      }
+      return;
+    }
+    store->ReadIndex(Command(driver_->store_id()), [this, batch](
+                                                       raftstore::CmdResult r) {
+      if (r.response.header().has_error() || r.snap == nullptr) {
+        // No leader, or the round was lost: reads can simply retry.
+        timer_.At(Clock::now() + kRetryDelay, [this, batch] {
+          for (PendingRead& p : *batch) EnqueueRead(std::move(p));
+        });
+        return;
+      }
+      std::shared_ptr<storage::Snapshot> view = std::move(r.snap);
+      // Two halves for the executor's two threads.
+      size_t half = batch->size() >= 8 ? batch->size() / 2 : 0;
+      auto serve = [batch, view](size_t from, size_t to) {
+        for (size_t i = from; i < to; ++i) {
+          PendingRead& p = (*batch)[i];
+          if (!p.finished()) p.serve(*view);
         }
-        std::shared_ptr<storage::Snapshot> view = std::move(r.snap);
-        executor_.Submit([once, view, read] { (*once)(read(*view)); });
-      });
+      };
+      if (half > 0) {
+        executor_.Submit([serve, half] { serve(0, half); });
+      }
+      executor_.Submit([serve, half, n = batch->size()] { serve(half, n); });
     });
-    if (!posted) (*once)(absl::UnavailableError("etcdserver: server stopped"));
   }
 
   // The member list, shared with the answers of client-URL fetches (which
@@ -649,6 +709,9 @@ class RaftKvBackend final : public KvBackend {
   bool local_posted_ = false;  // a ProposeLocal task is queued
   std::mutex forward_mu_;
   std::map<uint64_t, ForwardQueue> forward_;  // guarded by forward_mu_
+  std::mutex read_mu_;
+  Reads reads_;                // guarded by read_mu_
+  bool reads_posted_ = false;  // a ReadLocal task is queued
   // Destroyed first (declared last): their threads may call into the rest.
   // The executor goes before the timer: its last tasks may still set
   // timers (a retry), while timer tasks only reach the executor through
