@@ -342,6 +342,8 @@ class RaftKvBackend final : public KvBackend {
   static constexpr size_t kMaxBatchRequests = 256;
   static constexpr size_t kMaxBatchBytes = 1 << 20;
   static constexpr int kMaxForwardsInFlight = 4;
+  // Answers of a command this small are sent from the driver thread.
+  static constexpr size_t kMaxInlineAnswers = 2;
   // NotLeader answers a write may follow at once; after that it waits
   // kRetryDelay between attempts (leadership is moving).
   static constexpr int kMaxImmediateReroutes = 2;
@@ -460,7 +462,12 @@ class RaftKvBackend final : public KvBackend {
       driver_->ProposeOnDriverThread(
           BatchCommand(driver_->store_id(), *batch),
           [this, batch](raftstore::CmdResult res) {
-            // Off the store's thread: answering gRPC calls costs it time.
+            // A lone answer is cheaper here than a hand-off (a wake-up on
+            // the latency path); many go off the store's thread, since
+            // answering gRPC calls costs it time.
+            if (batch->size() <= kMaxInlineAnswers) {
+              return HandleLocalResult(std::move(*batch), res.response);
+            }
             executor_.Submit([this, batch, r = std::move(res)]() mutable {
               HandleLocalResult(std::move(*batch), r.response);
             });
