@@ -304,12 +304,13 @@ void Peer::ReportSnapshot(uint64_t to, bool failed) {
                                    : raft::RawNode::SnapshotStatus::kFinish);
 }
 
-bool Peer::PrepareReady(storage::WriteBatch* raft_wb, Transport* transport) {
+bool Peer::PrepareReady(storage::WriteBatch* raft_wb, Transport* transport,
+                        bool* must_sync) {
   if (ready_.has_value()) {
     // A held snapshot Ready: its raft part is persisted once its kv part
     // is applied.
     if (!snapshot_kv_done_) return false;
-    storage_->SaveReadyState(*ready_, raft_wb);
+    if (storage_->SaveReadyState(*ready_, raft_wb)) *must_sync = true;
     return true;
   }
   if (!node_->HasReady()) return false;
@@ -318,7 +319,7 @@ bool Peer::PrepareReady(storage::WriteBatch* raft_wb, Transport* transport) {
     StartApplySnapshot(ready_->snapshot);
     return false;
   }
-  storage_->SaveReadyState(*ready_, raft_wb);
+  if (storage_->SaveReadyState(*ready_, raft_wb)) *must_sync = true;
   if (IsLeader() && !ready_->messages.empty()) {
     // A leader's messages may leave before its own write is durable (Raft
     // thesis 10.2.1): it counts its own log only when it steps the next

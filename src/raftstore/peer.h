@@ -140,8 +140,12 @@ class Peer {
   // persist its raft part and finish it; meanwhile the peer still steps
   // messages and ticks.
   // A leader sends its messages here, before the write (see peer.cc).
-  bool PrepareReady(storage::WriteBatch* raft_wb, Transport* transport);
-  // Phase 2, after raft_wb is durable: sends, applies, advances.
+  // Sets *must_sync if the write must be synced before phase 2 (see
+  // PeerStorage::SaveReadyState); leaves it alone otherwise.
+  bool PrepareReady(storage::WriteBatch* raft_wb, Transport* transport,
+                    bool* must_sync);
+  // Phase 2, after raft_wb is written (and synced if phase 1 asked to):
+  // sends, applies, advances.
   void FinishReady(Transport* transport);
 
  private:

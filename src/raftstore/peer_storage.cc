@@ -103,6 +103,15 @@ absl::StatusOr<std::unique_ptr<PeerStorage>> PeerStorage::Create(
     fix.mutable_hard_state()->set_term(ps->truncated_term());
     fix.mutable_hard_state()->set_vote(0);
   }
+  // A commit index that only moved is written without an fsync (see
+  // SaveReadyState), so a crash may lose it while the kv engine kept the
+  // apply state of entries it had committed: what was applied was
+  // committed, so commit moves up to it (the entries themselves were
+  // synced before they could commit).
+  if (fix.hard_state().commit() < ps->applied_index() &&
+      ps->applied_index() <= fix.last_index()) {
+    fix.mutable_hard_state()->set_commit(ps->applied_index());
+  }
   const auto& rs = ps->raft_state_;
   if (rs.last_index() < ps->truncated_index() ||
       rs.hard_state().commit() > rs.last_index() ||
@@ -248,9 +257,10 @@ void PeerStorage::Append(const std::vector<raftpb::Entry>& entries,
   raft_state_.set_last_term(entries.back().term());
 }
 
-void PeerStorage::SaveReadyState(const raft::Ready& rd,
+bool PeerStorage::SaveReadyState(const raft::Ready& rd,
                                  storage::WriteBatch* raft_wb) {
   bool changed = false;
+  bool must_sync = false;
   if (!raft::IsEmptySnap(rd.snapshot)) {
     const raftpb::SnapshotMetadata& md = rd.snapshot.metadata();
     if (truncated_index() != md.index() || truncated_term() != md.term()) {
@@ -266,18 +276,26 @@ void PeerStorage::SaveReadyState(const raft::Ready& rd,
       raft_state_.mutable_hard_state()->set_commit(md.index());
     }
     changed = true;
+    must_sync = true;
   }
   if (!rd.entries.empty()) {
     Append(rd.entries, raft_wb);
     changed = true;
+    must_sync = true;
   }
   if (!raft::IsEmptyHardState(rd.hard_state)) {
+    const raftpb::HardState& prev = raft_state_.hard_state();
+    if (rd.hard_state.term() != prev.term() ||
+        rd.hard_state.vote() != prev.vote()) {
+      must_sync = true;
+    }
     *raft_state_.mutable_hard_state() = rd.hard_state;
     changed = true;
   }
   if (changed) {
     raft_wb->PutProto(storage::RaftStateKey(region_.id()), raft_state_);
   }
+  return must_sync;
 }
 
 void PeerStorage::ClearMeta(storage::WriteBatch* raft_wb,

@@ -108,8 +108,13 @@ class PeerStorage final : public raft::Storage {
   // Adds everything `rd` asks to persist (snapshot, entries, hard state)
   // and the new RaftLocalState to `raft_wb`. For a snapshot, the old log is
   // deleted and the log restarts after it. Precondition: a snapshot's kv
-  // part is applied (OnSnapshotApplied; aborts otherwise).
-  void SaveReadyState(const raft::Ready& rd, storage::WriteBatch* raft_wb);
+  // part is applied (OnSnapshotApplied; aborts otherwise). Returns whether
+  // the write must be synced before the Ready's messages go and its entries
+  // count as persisted: a snapshot, entries, or a new term or vote. A
+  // HardState whose commit index alone moved need not be (as in etcd: a
+  // lost commit index is learnt again from the leader, and Create moves it
+  // up to the applied index).
+  bool SaveReadyState(const raft::Ready& rd, storage::WriteBatch* raft_wb);
   // Deletes every persisted state of the peer (log, raft state, apply state,
   // region state) into the two batches, for destroying the peer.
   void ClearMeta(storage::WriteBatch* raft_wb, storage::WriteBatch* kv_wb);

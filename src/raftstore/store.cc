@@ -259,16 +259,20 @@ void Store::Tick() {
 bool Store::HandleReadies() {
   bool did = inline_scheduler_ != nullptr && inline_scheduler_->RunDone();
   storage::WriteBatch raft_wb;
+  bool must_sync = false;
   std::vector<Peer*> ready;
   for (auto& [id, peer] : peers_) {
     peer->FlushReads();
-    if (peer->PrepareReady(&raft_wb, transport_)) ready.push_back(peer.get());
+    if (peer->PrepareReady(&raft_wb, transport_, &must_sync)) {
+      ready.push_back(peer.get());
+    }
   }
   if (ready.empty()) return did;
   if (!raft_wb.Empty()) {
-    // One synced write for every peer of this pass (group commit). A failed
-    // fsync means durability can no longer be promised: stop here.
-    if (absl::Status s = raft_engine_->Write(raft_wb, /*sync=*/true); !s.ok()) {
+    // One write for every peer of this pass (group commit), synced unless
+    // all it holds is commit indexes that moved. A failed write or fsync
+    // means durability can no longer be promised: stop here.
+    if (absl::Status s = raft_engine_->Write(raft_wb, must_sync); !s.ok()) {
       std::fprintf(stderr, "store %lu: raft engine write failed: %s\n",
                    static_cast<unsigned long>(config_.store_id),
                    s.ToString().c_str());

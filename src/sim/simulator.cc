@@ -86,10 +86,12 @@ absl::Status Simulator::Start() {
 
 absl::Status Simulator::OpenNode(Node& n) {
   std::string dir = absl::StrCat("/sim/store", n.id);
-  auto raft = storage::Engine::Open({dir + "/raft", env_});
+  // A crash loses every unsynced write, as a power cut would: the kv
+  // engine is written unsynced (it is rebuilt from the raft log), and so is
+  // a raft-engine write that only moves commit indexes (Store::HandleReadies).
+  auto raft = storage::Engine::Open({dir + "/raft", env_,
+                                     /*lose_unsynced_writes_on_close=*/true});
   if (!raft.ok()) return raft.status();
-  // The kv engine is written unsynced (it is rebuilt from the raft log);
-  // a crash loses every unsynced write, as a power cut would.
   auto kv = storage::Engine::Open({dir + "/kv", env_,
                                    /*lose_unsynced_writes_on_close=*/true});
   if (!kv.ok()) return kv.status();

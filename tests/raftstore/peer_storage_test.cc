@@ -238,6 +238,55 @@ TEST(PeerStorageTest, BootstrapStatesAndRestartThroughRawNode) {
   EXPECT_EQ((*ents)[1].data(), "hello");
 }
 
+// Only entries, a snapshot, a new term or a new vote need an fsync; a
+// commit index that moved alone does not (etcd's MustSync).
+TEST(PeerStorageTest, SaveReadyStateSaysWhenTheWriteMustBeSynced) {
+  Engines eng;
+  auto ps = WithEntries(eng, {E(3, 3), E(4, 4), E(5, 5)});
+  auto save = [&](const raft::Ready& rd) {
+    storage::WriteBatch wb;
+    bool sync = ps->SaveReadyState(rd, &wb);
+    EXPECT_TRUE(eng.raft->Write(wb, sync).ok());
+    return sync;
+  };
+  raftpb::HardState hs = ps->raft_state().hard_state();  // term 5, commit 3
+  raft::Ready rd;
+  EXPECT_FALSE(save(rd));  // nothing at all
+  rd.hard_state = hs;
+  rd.hard_state.set_commit(4);
+  EXPECT_FALSE(save(rd));  // the commit index alone
+  EXPECT_EQ(ps->raft_state().hard_state().commit(), 4u);
+  rd.hard_state.set_vote(2);
+  EXPECT_TRUE(save(rd));  // a vote
+  rd.hard_state.set_term(6);
+  rd.hard_state.set_vote(0);
+  EXPECT_TRUE(save(rd));  // a term
+  raft::Ready with_entries;
+  with_entries.entries = {E(6, 6)};
+  EXPECT_TRUE(save(with_entries));
+  EXPECT_EQ(ps->raft_state().last_index(), 6u);
+}
+
+// The commit index was written without an fsync and lost, while the kv
+// engine kept the apply state of entries it had committed: on restart the
+// commit index moves up to the applied index.
+TEST(PeerStorageTest, CommitIndexBehindTheAppliedIndexMovesUpOnRestart) {
+  Engines eng;
+  auto ps = WithEntries(eng, {E(3, 3), E(4, 4), E(5, 5), E(6, 5)});
+  raft_serverpb::RaftApplyState apply = ps->apply_state();
+  apply.set_applied_index(5);
+  storage::WriteBatch kv_wb;
+  kv_wb.PutProto(storage::ApplyStateKey(1), apply);
+  ASSERT_TRUE(eng.kv->Write(kv_wb, true).ok());
+  ASSERT_EQ(ps->raft_state().hard_state().commit(), 3u);
+  ps.reset();
+  auto back = PeerStorage::Create(eng.raft.get(), eng.kv.get(), Region1(), "t");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ((*back)->raft_state().hard_state().commit(), 5u);
+  EXPECT_EQ((*back)->applied_index(), 5u);
+  EXPECT_EQ((*back)->raft_state().last_index(), 6u);
+}
+
 TEST(PeerStorageTest, MissingOrInconsistentStatesAreErrors) {
   Engines eng;
   EXPECT_EQ(PeerStorage::Create(eng.raft.get(), eng.kv.get(), Region1(), "t")
