@@ -330,10 +330,15 @@ bool CompareKv(const Compare& c, const KeyValue& kv) {
 // request's own writes (`txn`, null for read-only views).
 class Exec {
  public:
-  Exec(BaseView base, const Overlay* pending, Overlay* txn, Revisions revs)
+  // `metas` (may be null) caches what puts need of keys that are in
+  // neither overlay: it is read, and filled on a miss.
+  Exec(BaseView base, const Overlay* pending, Overlay* txn, Revisions revs,
+       KvStore::MetaCache* metas = nullptr)
       : before_(base, pending, nullptr),
         now_(base, pending, txn),
+        pending_(pending),
         txn_(txn),
+        metas_(metas),
         revs_(revs) {}
 
   int64_t begin_rev() const { return revs_.revision; }
@@ -436,6 +441,9 @@ class Exec {
 
   // Precondition: CheckPut passed.
   absl::Status DoPut(const PutRequest& req, PutResponse* resp) {
+    if (!req.prev_kv() && !req.ignore_value() && metas_ != nullptr) {
+      return DoPutFromMeta(req, resp);
+    }
     KeyValue prev;
     absl::StatusOr<bool> exists = now_.Get(req.key(), &prev);
     if (!exists.ok()) return exists.status();
@@ -454,6 +462,43 @@ class Exec {
     kv.SerializeToString(&bytes);
     txn_->insert_or_assign(req.key(), std::move(bytes));
     if (req.prev_kv() && *exists) *resp->mutable_prev_kv() = std::move(prev);
+    resp->mutable_header()->set_revision(rev);
+    return absl::OkStatus();
+  }
+
+  // DoPut for a put that needs neither the old value nor prev_kv: the old
+  // version's create revision, version and lease come from the cache when
+  // the key is in neither overlay.
+  absl::Status DoPutFromMeta(const PutRequest& req, PutResponse* resp) {
+    const std::string& key = req.key();
+    KvStore::KeyMeta meta;
+    bool in_overlay = (txn_ != nullptr && txn_->count(key) > 0) ||
+                      (pending_ != nullptr && pending_->count(key) > 0);
+    auto cached = in_overlay ? metas_->end() : metas_->find(key);
+    if (cached != metas_->end()) {
+      meta = cached->second;
+    } else {
+      KeyValue prev;
+      absl::StatusOr<bool> exists = now_.Get(key, &prev);
+      if (!exists.ok()) return exists.status();
+      if (*exists) {
+        meta = {prev.create_revision(), prev.version(), prev.lease()};
+      }
+      if (!in_overlay) metas_->insert_or_assign(key, meta);
+    }
+    const bool exists = meta.version > 0;
+    if (req.ignore_lease() && !exists) return KeyNotFoundError();
+    const int64_t rev = begin_rev() + 1;
+    KeyValue kv;
+    kv.set_key(key);
+    kv.set_value(req.value());
+    kv.set_lease(req.ignore_lease() ? meta.lease : req.lease());
+    kv.set_create_revision(exists ? meta.create_revision : rev);
+    kv.set_mod_revision(rev);
+    kv.set_version(exists ? meta.version + 1 : 1);
+    std::string bytes;
+    kv.SerializeToString(&bytes);
+    txn_->insert_or_assign(key, std::move(bytes));
     resp->mutable_header()->set_revision(rev);
     return absl::OkStatus();
   }
@@ -650,7 +695,9 @@ class Exec {
 
   Reader before_;
   Reader now_;
+  const Overlay* pending_;
   Overlay* txn_;
+  KvStore::MetaCache* metas_;
   Revisions revs_;
   KeyValue cmp_kv_;
 };
@@ -868,14 +915,25 @@ absl::Status KvStore::LoadMeta() {
 
 void KvStore::Commit(Overlay* txn, int64_t new_revision, int64_t new_compact,
                      storage::WriteBatch* batch) {
+  if (metas_.size() + txn->size() > kMaxCachedMetas) metas_.clear();
   for (const auto& [key, value] : *txn) {
     key_buf_.assign(KvPrefix());
     key_buf_.append(key);
+    KeyMeta meta;  // a deleted key: version 0
     if (value.has_value()) {
       batch->Put(key_buf_, *value);
+      // Written by this process moments ago: it parses.
+      if (meta_kv_.ParseFromString(*value)) {
+        meta = {meta_kv_.create_revision(), meta_kv_.version(),
+                meta_kv_.lease()};
+      } else {
+        metas_.erase(key);
+        continue;
+      }
     } else {
       batch->Delete(key_buf_);
     }
+    metas_.insert_or_assign(key, meta);
   }
   // Move the nodes (no copies, no allocations for new keys).
   while (!txn->empty()) {
@@ -891,7 +949,8 @@ absl::StatusOr<PutResponse> KvStore::Put(const PutRequest& req,
   MVCC_RETURN_IF_ERROR(ValidatePut(req));
   MVCC_RETURN_IF_ERROR(LoadMeta());
   Overlay txn;
-  Exec exec(BaseView(*engine_), &pending_, &txn, revs_);
+  if (metas_.size() >= kMaxCachedMetas) metas_.clear();
+  Exec exec(BaseView(*engine_), &pending_, &txn, revs_, &metas_);
   MVCC_RETURN_IF_ERROR(exec.CheckPut(req, /*lease_first=*/true));
   PutResponse resp;
   MVCC_RETURN_IF_ERROR(exec.DoPut(req, &resp));
@@ -972,6 +1031,7 @@ void KvStore::MarkWritten() { pending_.clear(); }
 
 void KvStore::ClearPending() {
   pending_.clear();
+  metas_.clear();
   meta_loaded_ = false;
 }
 

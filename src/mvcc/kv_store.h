@@ -51,6 +51,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "etcdserverpb/rpc.pb.h"
@@ -248,6 +249,20 @@ class KvStore {
   using Overlay =
       std::map<std::string, std::optional<std::string>, std::less<>>;
 
+  // What a Put needs of a key's current version, or of its absence
+  // (version 0). (Public for the implementation's helpers only.)
+  struct KeyMeta {
+    int64_t create_revision = 0;
+    int64_t version = 0;
+    int64_t lease = 0;
+  };
+  // User key -> KeyMeta of the keys looked up or written lately, as the
+  // engine plus the pending writes hold them: a Put that needs neither the
+  // old value nor prev_kv reads no engine key when the key is here.
+  using MetaCache = absl::flat_hash_map<std::string, KeyMeta>;
+  // The cache is dropped whole when it grows past this many keys.
+  static constexpr size_t kMaxCachedMetas = 1 << 18;
+
  private:
   // Loads the revisions from the engine unless they are loaded.
   absl::Status LoadMeta();
@@ -262,8 +277,10 @@ class KvStore {
   // The revisions as the engine has them (or FinishBatch added them).
   Revisions written_revs_;
   Overlay pending_;
+  MetaCache metas_;
   // Reused buffers (no per-request allocation for keys and values).
   std::string key_buf_;
+  mvccpb::KeyValue meta_kv_;
 };
 
 }  // namespace raftkv::mvcc

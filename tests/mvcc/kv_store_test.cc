@@ -152,12 +152,13 @@ class KvStoreTest : public ::testing::Test {
     store_ = std::make_unique<KvStore>(engine_.get());
   }
 
-  // Writes the pending batch and tells the store.
+  // Writes the pending batch and tells the store, as the raftstore does
+  // (MarkWritten: the revisions and the key metadata cache stay).
   void Flush() {
     store_->FinishBatch(&batch_);
     ASSERT_TRUE(engine_->Write(batch_, /*sync=*/false).ok());
     batch_.Clear();
-    store_->ClearPending();
+    store_->MarkWritten();
   }
 
   PutResponse MustPut(const PutRequest& req) {
@@ -991,6 +992,47 @@ TEST_F(KvStoreTest, MarkWrittenKeepsTheRevisionsAndForgetsTheOverlay) {
   store_->ClearPending();
   EXPECT_EQ(Rev(), 10);
   EXPECT_EQ(MustPut("b", "1").header().revision(), 11);
+}
+
+// Puts read a key's create revision, version and lease from a cache kept
+// across written batches; an engine changed underneath (a region snapshot)
+// is seen after ClearPending.
+TEST_F(KvStoreTest, KeyMetadataCacheFollowsWritesAndEngineChanges) {
+  MustPut("a", "1");  // 2: a c2 v1
+  Flush();
+  MustPut("a", "2");  // 3: from the cache
+  Flush();
+  EXPECT_EQ(All(), (std::vector<std::string>{"a=2 c2 m3 v2"}));
+  // A snapshot replaces the engine's contents: "a" now has another
+  // history, and "b" exists.
+  storage::WriteBatch b;
+  KeyValue kv;
+  kv.set_key("a");
+  kv.set_value("s");
+  kv.set_create_revision(7);
+  kv.set_mod_revision(8);
+  kv.set_version(5);
+  b.Put(KvKey("a"), kv.SerializeAsString());
+  kv.set_key("b");
+  kv.set_create_revision(9);
+  kv.set_mod_revision(9);
+  kv.set_version(1);
+  b.Put(KvKey("b"), kv.SerializeAsString());
+  b.Put(RevisionKey(), storage::EncodeU64(20));
+  ASSERT_TRUE(engine_->Write(b, false).ok());
+  store_->ClearPending();
+  MustPut("a", "3");     // 21
+  MustPut("b", "2");     // 22
+  MustPut("a", "4");     // 23: from the pending overlay
+  MustDel(DelReq("b"));  // 24
+  MustPut("b", "3");     // 25: created again
+  Flush();
+  EXPECT_EQ(All(),
+            (std::vector<std::string>{"a=4 c7 m23 v7", "b=3 c25 m25 v1"}));
+  MustPut("b", "4");  // 26: from the cache, after the delete and re-create
+  Flush();
+  EXPECT_EQ(All(),
+            (std::vector<std::string>{"a=4 c7 m23 v7", "b=4 c25 m26 v2"}));
 }
 
 TEST_F(KvStoreTest, OtherWritesInTheSameBatchAreKept) {
