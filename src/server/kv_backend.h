@@ -67,6 +67,11 @@ class KvBackend {
                      Done<etcdserverpb::RangeResponse> done) = 0;
   // This member's view; never blocks for long (no raft round).
   virtual StatusInfo Status() = 0;
+  // The raft term for response headers, cheaply: called for every response,
+  // so an implementation may answer a recently seen term (lagging a term
+  // change by a moment, as any response racing an election may). The
+  // default asks Status().
+  virtual uint64_t RaftTerm() { return Status().raft_term; }
   virtual std::vector<MemberInfo> Members() = 0;
 };
 

@@ -100,7 +100,7 @@ class Handler {
   void FillHeader(pb::ResponseHeader* h) {
     h->set_cluster_id(options_.cluster_id);
     h->set_member_id(options_.member_id);
-    if (h->raft_term() == 0) h->set_raft_term(backend_->Status().raft_term);
+    if (h->raft_term() == 0) h->set_raft_term(backend_->RaftTerm());
   }
 
  private:

@@ -29,7 +29,7 @@
 // EtcdServiceOptions; revision and raft_term are the backend's (a write's
 // revision is the one it created; a read's the store's revision it read
 // at). When the backend leaves raft_term at 0 the service fills it from
-// KvBackend::Status(). Maintenance.Status and Cluster.MemberList take their
+// KvBackend::RaftTerm(). Maintenance.Status and Cluster.MemberList take their
 // revision from a serializable one-key Range.
 #pragma once
 

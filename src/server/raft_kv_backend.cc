@@ -257,6 +257,31 @@ class RaftKvBackend final : public KvBackend {
     return info;
   }
 
+  // The term seen last: from the store, asked at most every kTermRefresh
+  // (without waiting, but for the first time), and from every write's
+  // answer. It used to be Status() per response: a wait for the store's
+  // thread on every call.
+  uint64_t RaftTerm() override {
+    uint64_t term = term_.load(std::memory_order_relaxed);
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      Clock::now().time_since_epoch())
+                      .count();
+    int64_t asked = term_asked_ms_.load(std::memory_order_relaxed);
+    if (term != 0 && now - asked < kTermRefresh.count()) return term;
+    if (!term_asked_ms_.compare_exchange_strong(asked, now)) return term;
+    auto refresh = [this](raftstore::Store& store) {
+      if (raftstore::Peer* peer = store.GetPeer(options_.region_id)) {
+        NoteTerm(peer->term());
+      }
+    };
+    if (term == 0) {
+      driver_->Run(refresh);
+      return term_.load(std::memory_order_relaxed);
+    }
+    driver_->Post(refresh);
+    return term;
+  }
+
   // Every member, with the client URLs known so far; those not known yet
   // are asked of their members, waiting a little for the answers.
   std::vector<MemberInfo> Members() override {
@@ -344,6 +369,15 @@ class RaftKvBackend final : public KvBackend {
   static constexpr int kMaxForwardsInFlight = 4;
   // Answers of a command this small are sent from the driver thread.
   static constexpr size_t kMaxInlineAnswers = 2;
+  static constexpr std::chrono::milliseconds kTermRefresh{50};
+
+  void NoteTerm(uint64_t term) {
+    uint64_t seen = term_.load(std::memory_order_relaxed);
+    while (term > seen && !term_.compare_exchange_weak(
+                              seen, term, std::memory_order_relaxed)) {
+    }
+  }
+
   // NotLeader answers a write may follow at once; after that it waits
   // kRetryDelay between attempts (leadership is moving).
   static constexpr int kMaxImmediateReroutes = 2;
@@ -417,7 +451,8 @@ class RaftKvBackend final : public KvBackend {
 
   // Answers every write of `batch` from a command response without a
   // header error.
-  static void AnswerAll(Writes& batch, RaftCmdResponse& resp) {
+  void AnswerAll(Writes& batch, RaftCmdResponse& resp) {
+    NoteTerm(resp.header().current_term());
     for (size_t i = 0; i < batch.size(); ++i) {
       if (i >= static_cast<size_t>(resp.responses_size())) {
         batch[i].answer(absl::InternalError(
@@ -711,6 +746,9 @@ class RaftKvBackend final : public KvBackend {
   std::shared_ptr<MemberTable> members_ = std::make_shared<MemberTable>();
   // The store whose peer led at the last answer; 0: unknown.
   std::atomic<uint64_t> leader_store_{0};
+  // RaftTerm()'s: the highest term seen, and when the store was last asked.
+  std::atomic<uint64_t> term_{0};
+  std::atomic<int64_t> term_asked_ms_{0};
   std::mutex local_mu_;
   Writes local_;               // guarded by local_mu_
   bool local_posted_ = false;  // a ProposeLocal task is queued

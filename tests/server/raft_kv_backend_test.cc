@@ -490,6 +490,25 @@ std::set<int64_t> Revisions(int64_t first, int64_t last) {
 // 300 puts issued back to back through the leader's backend: each gets its
 // own revision (2..301 on a fresh store), and a linearizable read then sees
 // every key with its value and revisions.
+// RaftTerm (every response header's raft_term) answers the store's term
+// without a wait on the store's thread once it knows it.
+TEST_F(RaftKvBackendTest, RaftTermIsTheStoresTerm) {
+  for (uint64_t store = 1; store <= 3; ++store) {
+    SCOPED_TRACE(store);
+    uint64_t term = backend(store).Status().raft_term;
+    ASSERT_GT(term, 0u);
+    EXPECT_EQ(backend(store).RaftTerm(), term);  // asks the store once
+    EXPECT_EQ(backend(store).RaftTerm(), term);  // then remembers it
+  }
+  // A write's answer carries the term too.
+  absl::StatusOr<pb::PutResponse> r =
+      Sync<pb::PutResponse>([&](Done<pb::PutResponse> done) {
+        backend(follower_).Put(PutReq("k", "v"), std::move(done));
+      });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(backend(follower_).RaftTerm(), backend(leader_).Status().raft_term);
+}
+
 TEST_F(RaftKvBackendTest, ConcurrentPutsThroughLeaderEachGetOwnRevision) {
   constexpr int kPuts = 300;
   Answers<pb::PutResponse> answers(kPuts);
