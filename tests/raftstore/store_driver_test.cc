@@ -504,6 +504,61 @@ TEST(StoreDriverTest, StopAnswersProposalsInFlight) {
   cluster.transport().Reconnect(other);
 }
 
+// A task on the driver thread proposes at once (ProposeOnDriverThread):
+// the commands it makes go into the same pass, and are answered like any.
+TEST(StoreDriverTest, ProposeOnDriverThreadFromATask) {
+  ThreadedCluster cluster(/*on_disk=*/false);
+  uint64_t leader = cluster.WaitForLeader();
+  ASSERT_NE(leader, 0u);
+  StoreDriver& d = cluster.driver(leader);
+  Answers answers;
+  uint64_t last_before = 0;
+  uint64_t last_after = 0;
+  ASSERT_TRUE(d.Run([&](Store& s) {
+    last_before = s.GetPeer(kRegion)->raw_node().raft().raft_log().last_index();
+    for (int i = 0; i < 3; ++i) {
+      d.ProposeOnDriverThread(Put(leader, "t" + std::to_string(i), "v"),
+                              answers.Add());
+    }
+    // In the log already, before the task returns.
+    last_after = s.GetPeer(kRegion)->raw_node().raft().raft_log().last_index();
+  }));
+  EXPECT_EQ(last_after, last_before + 3);
+  Clock::time_point deadline = Clock::now() + kWait;
+  while (answers.Get().answered < 3 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(answers.Get().ok, 3);
+  EXPECT_TRUE(
+      cluster.WaitForKv(leader, {{"t0", "v"}, {"t1", "v"}, {"t2", "v"}}));
+}
+
+// A PostOrCancel task runs with the store, or, when Stop cancels it, with
+// none (so that it can answer what it carries); after Stop it is refused.
+TEST(StoreDriverTest, PostOrCancelRunsOrIsCancelled) {
+  ThreadedCluster cluster(/*on_disk=*/false);
+  cluster.RestartStore(3, /*start=*/false);
+  StoreDriver& d = cluster.driver(3);
+  std::atomic<int> with_store{0};
+  std::atomic<int> cancelled{0};
+  auto task = [&](Store* s) { (s != nullptr ? with_store : cancelled)++; };
+  // Queued before Start, then Stop: cancelled, on the stopping thread.
+  ASSERT_TRUE(d.PostOrCancel(task));
+  d.Stop();
+  EXPECT_EQ(cancelled.load(), 1);
+  EXPECT_EQ(with_store.load(), 0);
+  EXPECT_FALSE(d.PostOrCancel(task));  // refused once stopped
+  EXPECT_EQ(cancelled.load(), 1);
+  // On a running driver it runs with the store.
+  cluster.RestartStore(3);
+  ASSERT_TRUE(cluster.driver(3).PostOrCancel(task));
+  Clock::time_point deadline = Clock::now() + kWait;
+  while (with_store.load() == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(with_store.load(), 1);
+}
+
 TEST(StoreDriverTest, StopBeforeStartAnswersQueuedProposals) {
   ThreadedCluster cluster(/*on_disk=*/false);
   cluster.RestartStore(3, /*start=*/false);
