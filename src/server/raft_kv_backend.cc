@@ -155,6 +155,50 @@ class Once {
   std::atomic<bool> fired_{false};
 };
 
+// Items waiting for the store's thread. The first item added while no
+// drain is pending posts one (StoreDriver::PostOrCancel); the drain takes
+// every item queued by then, so whatever arrives while the store is busy
+// leaves together. The drain gets no store when the driver stopped.
+template <typename T>
+class DriverQueue {
+ public:
+  using Drain = std::function<void(raftstore::Store*, std::vector<T>)>;
+  // `driver` must outlive the queue.
+  DriverQueue(raftstore::StoreDriver* driver, Drain drain)
+      : driver_(driver), drain_(std::move(drain)) {}
+
+  void Add(T item) {
+    bool post;
+    {
+      std::lock_guard l(mu_);
+      items_.push_back(std::move(item));
+      post = !posted_;
+      posted_ = true;
+    }
+    if (!post) return;
+    bool posted =
+        driver_->PostOrCancel([this](raftstore::Store* s) { Run(s); });
+    if (!posted) Run(nullptr);  // stopped: the drain fails what is queued
+  }
+
+ private:
+  void Run(raftstore::Store* store) {
+    std::vector<T> items;
+    {
+      std::lock_guard l(mu_);
+      items.swap(items_);
+      posted_ = false;
+    }
+    drain_(store, std::move(items));
+  }
+
+  raftstore::StoreDriver* const driver_;
+  const Drain drain_;
+  std::mutex mu_;
+  std::vector<T> items_;  // guarded by mu_
+  bool posted_ = false;   // a drain is queued; guarded by mu_
+};
+
 absl::Status EtcdError(const EtcdResponse& r) {
   return absl::Status(static_cast<absl::StatusCode>(r.error_code()),
                       r.error_message());
@@ -407,7 +451,7 @@ class RaftKvBackend final : public KvBackend {
     if (w.finished() || Clock::now() >= w.deadline) return;
     uint64_t leader = leader_store_.load(std::memory_order_relaxed);
     if (leader == 0 || leader == driver_->store_id() || forwarder_ == nullptr) {
-      EnqueueLocal(std::move(w));
+      local_.Add(std::move(w));
     } else {
       EnqueueForward(leader, std::move(w));
     }
@@ -449,6 +493,23 @@ class RaftKvBackend final : public KvBackend {
     for (PendingWrite& w : batch) w.answer(s);
   }
 
+  // Answers every write of `batch` for a command error that is final and
+  // returns true; returns false for NotLeader (nothing was proposed: the
+  // caller sends the writes elsewhere). StaleCommand: the outcome is
+  // unknown, etcd's "leader changed".
+  static bool FailOnFinalError(Writes& batch, const errorpb::Error& e) {
+    if (e.has_stale_command()) {
+      FailAll(batch, absl::UnavailableError(kErrLeaderChanged));
+      return true;
+    }
+    if (!e.has_not_leader()) {
+      FailAll(batch, absl::UnavailableError(
+                         absl::StrCat("etcdserver: ", e.message())));
+      return true;
+    }
+    return false;
+  }
+
   // Answers every write of `batch` from a command response without a
   // header error.
   void AnswerAll(Writes& batch, RaftCmdResponse& resp) {
@@ -466,28 +527,9 @@ class RaftKvBackend final : public KvBackend {
 
   // -- local proposals --
 
-  void EnqueueLocal(PendingWrite w) {
-    bool post;
-    {
-      std::lock_guard l(local_mu_);
-      local_.push_back(std::move(w));
-      post = !local_posted_;
-      local_posted_ = true;
-    }
-    if (!post) return;
-    bool posted = driver_->PostOrCancel(
-        [this](raftstore::Store* store) { ProposeLocal(store); });
-    if (!posted) ProposeLocal(nullptr);  // stopped: fail what is queued
-  }
-
-  // On the driver thread: proposes everything queued, in commands.
-  void ProposeLocal(raftstore::Store* store) {
-    Writes queued;
-    {
-      std::lock_guard l(local_mu_);
-      queued.swap(local_);
-      local_posted_ = false;
-    }
+  // On the driver thread (local_'s drain): proposes everything queued, in
+  // commands.
+  void ProposeLocal(raftstore::Store* store, Writes queued) {
     if (store == nullptr) {
       FailAll(queued, absl::UnavailableError("etcdserver: server stopped"));
       return;
@@ -516,13 +558,7 @@ class RaftKvBackend final : public KvBackend {
       return AnswerAll(batch, resp);
     }
     const errorpb::Error& err = resp.header().error();
-    if (err.has_stale_command()) {
-      return FailAll(batch, absl::UnavailableError(kErrLeaderChanged));
-    }
-    if (!err.has_not_leader()) {
-      return FailAll(batch, absl::UnavailableError(
-                                absl::StrCat("etcdserver: ", err.message())));
-    }
+    if (FailOnFinalError(batch, err)) return;
     // Not proposed: send it where the leader is, if one is known.
     uint64_t leader = err.not_leader().leader().store_id();
     if (leader == driver_->store_id()) leader = 0;
@@ -615,13 +651,7 @@ class RaftKvBackend final : public KvBackend {
     }
     if (!resp->header().has_error()) return AnswerAll(batch, *resp);
     const errorpb::Error& e = resp->header().error();
-    if (e.has_stale_command()) {
-      return FailAll(batch, absl::UnavailableError(kErrLeaderChanged));
-    }
-    if (!e.has_not_leader()) {
-      return FailAll(batch, absl::UnavailableError(
-                                absl::StrCat("etcdserver: ", e.message())));
-    }
+    if (FailOnFinalError(batch, e)) return;
     // Leadership moved on: not proposed there, so go where it points.
     uint64_t hint = e.not_leader().leader().store_id();
     if (hint == leader) hint = 0;
@@ -679,27 +709,13 @@ class RaftKvBackend final : public KvBackend {
 
   void EnqueueRead(PendingRead r) {
     if (r.finished() || Clock::now() >= r.deadline) return;
-    bool post;
-    {
-      std::lock_guard l(read_mu_);
-      reads_.push_back(std::move(r));
-      post = !reads_posted_;
-      reads_posted_ = true;
-    }
-    if (!post) return;
-    bool posted = driver_->PostOrCancel(
-        [this](raftstore::Store* store) { ReadLocal(store); });
-    if (!posted) ReadLocal(nullptr);  // stopped: fail what is queued
+    reads_.Add(std::move(r));
   }
 
-  // On the driver thread: one ReadIndex call for every queued read.
-  void ReadLocal(raftstore::Store* store) {
-    auto batch = std::make_shared<Reads>();
-    {
-      std::lock_guard l(read_mu_);
-      batch->swap(reads_);
-      reads_posted_ = false;
-    }
+  // On the driver thread (reads_'s drain): one ReadIndex call for every
+  // queued read.
+  void ReadLocal(raftstore::Store* store, Reads queued) {
+    auto batch = std::make_shared<Reads>(std::move(queued));
     if (store == nullptr) {
       for (PendingRead& r : *batch) {
         r.fail(absl::UnavailableError("etcdserver: server stopped"));
@@ -749,14 +765,14 @@ class RaftKvBackend final : public KvBackend {
   // RaftTerm()'s: the highest term seen, and when the store was last asked.
   std::atomic<uint64_t> term_{0};
   std::atomic<int64_t> term_asked_ms_{0};
-  std::mutex local_mu_;
-  Writes local_;               // guarded by local_mu_
-  bool local_posted_ = false;  // a ProposeLocal task is queued
+  DriverQueue<PendingWrite> local_{
+      driver_,
+      [this](raftstore::Store* s, Writes w) { ProposeLocal(s, std::move(w)); }};
   std::mutex forward_mu_;
   std::map<uint64_t, ForwardQueue> forward_;  // guarded by forward_mu_
-  std::mutex read_mu_;
-  Reads reads_;                // guarded by read_mu_
-  bool reads_posted_ = false;  // a ReadLocal task is queued
+  DriverQueue<PendingRead> reads_{
+      driver_,
+      [this](raftstore::Store* s, Reads r) { ReadLocal(s, std::move(r)); }};
   // Destroyed first (declared last): their threads may call into the rest.
   // The executor goes before the timer: its last tasks may still set
   // timers (a retry), while timer tasks only reach the executor through
