@@ -260,7 +260,6 @@ void PeerStorage::Append(const std::vector<raftpb::Entry>& entries,
 bool PeerStorage::SaveReadyState(const raft::Ready& rd,
                                  storage::WriteBatch* raft_wb) {
   bool changed = false;
-  bool must_sync = false;
   if (!raft::IsEmptySnap(rd.snapshot)) {
     const raftpb::SnapshotMetadata& md = rd.snapshot.metadata();
     if (truncated_index() != md.index() || truncated_term() != md.term()) {
@@ -276,26 +275,20 @@ bool PeerStorage::SaveReadyState(const raft::Ready& rd,
       raft_state_.mutable_hard_state()->set_commit(md.index());
     }
     changed = true;
-    must_sync = true;
   }
   if (!rd.entries.empty()) {
     Append(rd.entries, raft_wb);
     changed = true;
-    must_sync = true;
   }
   if (!raft::IsEmptyHardState(rd.hard_state)) {
-    const raftpb::HardState& prev = raft_state_.hard_state();
-    if (rd.hard_state.term() != prev.term() ||
-        rd.hard_state.vote() != prev.vote()) {
-      must_sync = true;
-    }
     *raft_state_.mutable_hard_state() = rd.hard_state;
     changed = true;
   }
   if (changed) {
     raft_wb->PutProto(storage::RaftStateKey(region_.id()), raft_state_);
   }
-  return must_sync;
+  // The raft core's verdict (entries, a new term or vote), and a snapshot.
+  return rd.must_sync || !raft::IsEmptySnap(rd.snapshot);
 }
 
 void PeerStorage::ClearMeta(storage::WriteBatch* raft_wb,

@@ -110,10 +110,10 @@ class PeerStorage final : public raft::Storage {
   // deleted and the log restarts after it. Precondition: a snapshot's kv
   // part is applied (OnSnapshotApplied; aborts otherwise). Returns whether
   // the write must be synced before the Ready's messages go and its entries
-  // count as persisted: a snapshot, entries, or a new term or vote. A
-  // HardState whose commit index alone moved need not be (as in etcd: a
-  // lost commit index is learnt again from the leader, and Create moves it
-  // up to the applied index).
+  // count as persisted: rd.must_sync (entries, a new term or vote), or a
+  // snapshot. A HardState whose commit index alone moved need not be (as in
+  // etcd: a lost commit index is learnt again from the leader, and Create
+  // moves it up to the applied index).
   bool SaveReadyState(const raft::Ready& rd, storage::WriteBatch* raft_wb);
   // Deletes every persisted state of the peer (log, raft state, apply state,
   // region state) into the two batches, for destroying the peer.

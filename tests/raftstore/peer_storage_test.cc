@@ -238,8 +238,9 @@ TEST(PeerStorageTest, BootstrapStatesAndRestartThroughRawNode) {
   EXPECT_EQ((*ents)[1].data(), "hello");
 }
 
-// Only entries, a snapshot, a new term or a new vote need an fsync; a
-// commit index that moved alone does not (etcd's MustSync).
+// The write must be synced when the raft core says so (entries, a new term
+// or vote: rd.must_sync) or for a snapshot; a Ready that only moves the
+// commit index (must_sync false) is written unsynced.
 TEST(PeerStorageTest, SaveReadyStateSaysWhenTheWriteMustBeSynced) {
   Engines eng;
   auto ps = WithEntries(eng, {E(3, 3), E(4, 4), E(5, 5)});
@@ -249,20 +250,19 @@ TEST(PeerStorageTest, SaveReadyStateSaysWhenTheWriteMustBeSynced) {
     EXPECT_TRUE(eng.raft->Write(wb, sync).ok());
     return sync;
   };
-  raftpb::HardState hs = ps->raft_state().hard_state();  // term 5, commit 3
   raft::Ready rd;
-  EXPECT_FALSE(save(rd));  // nothing at all
-  rd.hard_state = hs;
+  EXPECT_FALSE(save(rd));                         // nothing at all
+  rd.hard_state = ps->raft_state().hard_state();  // term 5, commit 3
   rd.hard_state.set_commit(4);
   EXPECT_FALSE(save(rd));  // the commit index alone
   EXPECT_EQ(ps->raft_state().hard_state().commit(), 4u);
   rd.hard_state.set_vote(2);
-  EXPECT_TRUE(save(rd));  // a vote
-  rd.hard_state.set_term(6);
-  rd.hard_state.set_vote(0);
-  EXPECT_TRUE(save(rd));  // a term
+  rd.must_sync = true;  // as RawNode sets it for a new vote
+  EXPECT_TRUE(save(rd));
+  EXPECT_EQ(ps->raft_state().hard_state().vote(), 2u);
   raft::Ready with_entries;
   with_entries.entries = {E(6, 6)};
+  with_entries.must_sync = true;
   EXPECT_TRUE(save(with_entries));
   EXPECT_EQ(ps->raft_state().last_index(), 6u);
 }
