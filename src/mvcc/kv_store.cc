@@ -458,12 +458,22 @@ class Exec {
     kv.set_create_revision(*exists ? prev.create_revision() : rev);
     kv.set_mod_revision(rev);
     kv.set_version(*exists ? prev.version() + 1 : 1);
+    NoteMeta(kv);
     std::string bytes;
     kv.SerializeToString(&bytes);
     txn_->insert_or_assign(req.key(), std::move(bytes));
     if (req.prev_kv() && *exists) *resp->mutable_prev_kv() = std::move(prev);
     resp->mutable_header()->set_revision(rev);
     return absl::OkStatus();
+  }
+
+  // Records the new version's metadata in the cache (a put's Exec only: the
+  // put always commits once it got this far).
+  void NoteMeta(const KeyValue& kv) {
+    if (metas_ == nullptr) return;
+    metas_->insert_or_assign(
+        kv.key(),
+        KvStore::KeyMeta{kv.create_revision(), kv.version(), kv.lease()});
   }
 
   // DoPut for a put that needs neither the old value nor prev_kv: the old
@@ -484,7 +494,6 @@ class Exec {
       if (*exists) {
         meta = {prev.create_revision(), prev.version(), prev.lease()};
       }
-      if (!in_overlay) metas_->insert_or_assign(key, meta);
     }
     const bool exists = meta.version > 0;
     if (req.ignore_lease() && !exists) return KeyNotFoundError();
@@ -496,6 +505,7 @@ class Exec {
     kv.set_create_revision(exists ? meta.create_revision : rev);
     kv.set_mod_revision(rev);
     kv.set_version(exists ? meta.version + 1 : 1);
+    NoteMeta(kv);
     std::string bytes;
     kv.SerializeToString(&bytes);
     txn_->insert_or_assign(key, std::move(bytes));
@@ -914,26 +924,19 @@ absl::Status KvStore::LoadMeta() {
 }
 
 void KvStore::Commit(Overlay* txn, int64_t new_revision, int64_t new_compact,
-                     storage::WriteBatch* batch) {
+                     storage::WriteBatch* batch, bool metas_noted) {
   if (metas_.size() + txn->size() > kMaxCachedMetas) metas_.clear();
   for (const auto& [key, value] : *txn) {
     key_buf_.assign(KvPrefix());
     key_buf_.append(key);
-    KeyMeta meta;  // a deleted key: version 0
     if (value.has_value()) {
       batch->Put(key_buf_, *value);
-      // Written by this process moments ago: it parses.
-      if (meta_kv_.ParseFromString(*value)) {
-        meta = {meta_kv_.create_revision(), meta_kv_.version(),
-                meta_kv_.lease()};
-      } else {
-        metas_.erase(key);
-        continue;
-      }
+      // A put's Exec cached the new metadata already; a txn's did not.
+      if (!metas_noted) metas_.erase(key);
     } else {
       batch->Delete(key_buf_);
+      metas_.insert_or_assign(key, KeyMeta{});  // absent: version 0
     }
-    metas_.insert_or_assign(key, meta);
   }
   // Move the nodes (no copies, no allocations for new keys).
   while (!txn->empty()) {
@@ -954,7 +957,8 @@ absl::StatusOr<PutResponse> KvStore::Put(const PutRequest& req,
   MVCC_RETURN_IF_ERROR(exec.CheckPut(req, /*lease_first=*/true));
   PutResponse resp;
   MVCC_RETURN_IF_ERROR(exec.DoPut(req, &resp));
-  Commit(&txn, revs_.revision + 1, revs_.compact_revision, batch);
+  Commit(&txn, revs_.revision + 1, revs_.compact_revision, batch,
+         /*metas_noted=*/true);
   return resp;
 }
 

@@ -267,9 +267,11 @@ class KvStore {
   // Loads the revisions from the engine unless they are loaded.
   absl::Status LoadMeta();
   // Adds the writes in *txn to `batch`, moves them into the overlay and
-  // takes the new revisions (FinishBatch writes them).
+  // takes the new revisions (FinishBatch writes them). Updates the metadata
+  // cache: deleted keys become absent; written keys are dropped from it
+  // unless `metas_noted` (the request's Exec cached their new metadata).
   void Commit(Overlay* txn, int64_t new_revision, int64_t new_compact,
-              storage::WriteBatch* batch);
+              storage::WriteBatch* batch, bool metas_noted = false);
 
   const storage::Engine* engine_;
   bool meta_loaded_ = false;
@@ -280,7 +282,6 @@ class KvStore {
   MetaCache metas_;
   // Reused buffers (no per-request allocation for keys and values).
   std::string key_buf_;
-  mvccpb::KeyValue meta_kv_;
 };
 
 }  // namespace raftkv::mvcc
