@@ -65,6 +65,14 @@ struct Config {
   // How read-index requests confirm leadership. kLeaseBased requires
   // check_quorum.
   ReadOnlyOption read_only_option = ReadOnlyOption::kSafe;
+  // Proposal forwarding (etcd/raft's default, TinyKV's refusal otherwise):
+  // a follower that knows the leader sends a proposal on to it as a
+  // MsgPropose and reports success; whether the entry is ever appended is
+  // learnt only from the log (the leader drops what it cannot take, with no
+  // answer). Off: proposals on a node that does not lead fail with
+  // kProposalDropped, and MsgPropose never crosses the network (RawNode::Step
+  // refuses it as a local message). Every member of a group should agree.
+  bool forward_proposals = false;
 
   // Seeds the generator behind the randomized election timeout. 0 means
   // "derive from id", so a group's behaviour is a function of its config.

@@ -88,6 +88,7 @@ Raft::Raft(const Config& config)
       max_uncommitted_size_(config.max_uncommitted_entries_size),
       pre_vote_(config.pre_vote),
       check_quorum_(config.check_quorum),
+      forward_proposals_(config.forward_proposals),
       read_only_option_(config.read_only_option),
       election_timeout_(config.election_tick),
       heartbeat_timeout_(config.heartbeat_tick),
@@ -1080,8 +1081,15 @@ absl::Status Raft::StepFollower(Message& m) {
                  term_);
         return MakeError(ErrorKind::kProposalDropped, "no leader");
       }
-      return MakeError(ErrorKind::kProposalDropped,
-                       absl::StrCat("not the leader (leader is ", lead_, ")"));
+      if (!forward_proposals_) {
+        return MakeError(
+            ErrorKind::kProposalDropped,
+            absl::StrCat("not the leader (leader is ", lead_, ")"));
+      }
+      // On to the leader, without a term: it appends the entries at its own.
+      m.set_to(lead_);
+      Send(std::move(m));
+      break;
     case raftpb::MsgAppend:
       election_elapsed_ = 0;
       lead_ = m.from();

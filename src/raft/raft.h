@@ -53,10 +53,10 @@ class Raft {
   // term first moves the node to that term (except pre-votes, and vote
   // requests inside a CheckQuorum lease); one of a lower term is ignored or
   // answered so the sender learns the newer term. Errors: kProposalDropped
-  // for a MsgPropose or MsgReadIndex this node cannot take (not leader or no
-  // leader, leader transfer in progress, uncommitted cap reached, a
-  // membership change pending or the leader not yet committed in its term,
-  // leader not a member). Other messages never fail.
+  // for a MsgPropose or MsgReadIndex this node cannot take (no leader; not
+  // leader and not forwarding proposals; leader transfer in progress,
+  // uncommitted cap reached, a membership change pending or the leader not yet
+  // committed in its term, leader not a member). Other messages never fail.
   absl::Status Step(raftpb::Message&& m);
   // As above, stepping a copy of `m`.
   absl::Status Step(const raftpb::Message& m) {
@@ -105,6 +105,7 @@ class Raft {
   uint64_t vote() const { return vote_; }
   uint64_t lead() const { return lead_; }
   StateType state() const { return state_; }
+  bool forward_proposals() const { return forward_proposals_; }
   RaftLog& raft_log() { return raft_log_; }
   const RaftLog& raft_log() const { return raft_log_; }
   ProgressTracker& tracker() { return tracker_; }
@@ -216,6 +217,7 @@ class Raft {
   uint64_t lead_transferee_ = kNone;
   bool pre_vote_;
   bool check_quorum_;
+  bool forward_proposals_;
 
   ReadOnlyOption read_only_option_;
   ReadOnly read_only_;

@@ -50,7 +50,12 @@ raftpb::ConfState RawNode::ApplyConfChange(const raftpb::ConfChange& cc) {
 }
 
 absl::Status RawNode::Step(raftpb::Message m) {
-  if (IsLocalMsg(m.msg_type())) return MakeError(ErrorKind::kStepLocalMsg);
+  // A proposal crosses the network only when followers forward them.
+  bool forwarded_proposal =
+      m.msg_type() == raftpb::MsgPropose && raft_->forward_proposals();
+  if (IsLocalMsg(m.msg_type()) && !forwarded_proposal) {
+    return MakeError(ErrorKind::kStepLocalMsg);
+  }
   if (IsResponseMsg(m.msg_type()) && !raft_->tracker().IsMember(m.from())) {
     return MakeError(ErrorKind::kStepPeerNotFound);
   }

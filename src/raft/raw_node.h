@@ -74,8 +74,11 @@ class RawNode {
   void Tick();
   // Starts an election now (a MsgHup).
   void Campaign();
-  // Proposes `data` to be appended. Errors: kProposalDropped if this node is
-  // not the leader or cannot take proposals now.
+  // Proposes `data` to be appended. A follower with Config::forward_proposals
+  // sends it on to the leader it knows and returns OK (the entry may still
+  // never be appended). Errors: kProposalDropped if this node cannot take or
+  // forward proposals now (no leader; not the leader and not forwarding;
+  // the leader's refusals).
   absl::Status Propose(std::string data);
   // Proposes a membership change. Errors as Propose.
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
@@ -95,7 +98,8 @@ class RawNode {
   // abandoned after an election timeout.
   void TransferLeader(uint64_t transferee);
   // Hands a message from a peer to the node. Errors: kStepLocalMsg for a
-  // local-only type; those of Raft::Step. An error leaves the node unchanged.
+  // local-only type (MsgPropose is one unless Config::forward_proposals);
+  // those of Raft::Step. An error leaves the node unchanged.
   absl::Status Step(raftpb::Message m);
 
   // The outcome of sending a snapshot to a peer, reported by the

@@ -30,8 +30,11 @@ using test::Nodes;
 using test::TestConfig;
 
 std::unique_ptr<RawNode> NewRawNode(uint64_t id, std::vector<uint64_t> peers,
-                                    Storage* storage) {
-  auto rn = RawNode::Create(TestConfig(id, std::move(peers), 10, 1, storage));
+                                    Storage* storage,
+                                    bool forward_proposals = false) {
+  Config cfg = TestConfig(id, std::move(peers), 10, 1, storage);
+  cfg.forward_proposals = forward_proposals;
+  auto rn = RawNode::Create(cfg);
   EXPECT_TRUE(rn.ok()) << rn.status();
   return rn.ok() ? std::move(rn).value() : nullptr;
 }
@@ -72,13 +75,13 @@ std::vector<std::string> Datas(const std::vector<Entry>& ents) {
 // would: persist, send, apply (recorded), advance.
 class Cluster {
  public:
-  explicit Cluster(uint64_t n) {
+  explicit Cluster(uint64_t n, bool forward_proposals = false) {
     std::vector<uint64_t> peers;
     for (uint64_t id = 1; id <= n; ++id) peers.push_back(id);
     for (uint64_t id = 1; id <= n; ++id) {
       auto& slot = nodes_[id];
       slot.storage = std::make_unique<MemoryStorage>();
-      slot.node = NewRawNode(id, peers, slot.storage.get());
+      slot.node = NewRawNode(id, peers, slot.storage.get(), forward_proposals);
     }
   }
 
@@ -287,6 +290,94 @@ TEST(RawNodeClusterTest, ProposeOnFollowerIsDropped) {
   for (uint64_t id = 1; id <= 3; ++id) {
     EXPECT_EQ(Datas(c.applied(id)), std::vector<std::string>{""})
         << "node " << id;
+  }
+}
+
+// With forward_proposals, a follower sends a proposal on to the leader
+// (etcd/raft's default): Propose succeeds at once, the follower's log does
+// not change, and the entry is appended by the leader at its term and
+// applied everywhere in the leader's order.
+TEST(RawNodeClusterTest, ProposeOnFollowerIsForwardedToTheLeader) {
+  Cluster c(3, /*forward_proposals=*/true);
+  // No leader yet: there is nobody to forward to.
+  EXPECT_TRUE(
+      IsError(c.node(2)->Propose("early"), ErrorKind::kProposalDropped));
+  c.node(1)->Campaign();
+  c.Stabilize();
+  ASSERT_EQ(c.node(1)->raft().state(), StateType::kLeader);
+
+  const uint64_t last = c.node(2)->raft().raft_log().last_index();
+  ASSERT_TRUE(c.node(2)->Propose("via-2").ok());
+  ASSERT_TRUE(c.node(1)->Propose("at-1").ok());
+  ASSERT_TRUE(c.node(3)->Propose("via-3").ok());
+  EXPECT_EQ(c.node(2)->raft().raft_log().last_index(), last);
+  // The follower's only output is the MsgPropose to the leader, termless.
+  ASSERT_TRUE(c.node(2)->HasReady());
+  Ready rd = c.node(2)->GetReady();
+  EXPECT_TRUE(rd.entries.empty());
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].msg_type(), raftpb::MsgPropose);
+  EXPECT_EQ(rd.messages[0].to(), 1u);
+  EXPECT_EQ(rd.messages[0].from(), 2u);
+  EXPECT_EQ(rd.messages[0].term(), 0u);
+  ASSERT_EQ(rd.messages[0].entries_size(), 1);
+  EXPECT_EQ(rd.messages[0].entries(0).data(), "via-2");
+  c.node(2)->Advance();
+  ASSERT_TRUE(c.node(1)->Step(rd.messages[0]).ok());
+  c.Stabilize();
+
+  const std::vector<std::string> want = {"", "at-1", "via-2", "via-3"};
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(Datas(c.applied(id)), want) << "node " << id;
+    for (const Entry& e : c.applied(id)) {
+      EXPECT_EQ(e.term(), 1u) << "node " << id;
+    }
+  }
+}
+
+// A forwarded proposal the leader cannot take is dropped there without an
+// answer: here a leader transfer is in progress.
+TEST(RawNodeClusterTest, ForwardedProposalRefusedByTheLeaderIsDropped) {
+  Cluster c(3, /*forward_proposals=*/true);
+  c.node(1)->Campaign();
+  c.Stabilize();
+  ASSERT_EQ(c.node(1)->raft().state(), StateType::kLeader);
+  const uint64_t last = c.node(1)->raft().raft_log().last_index();
+  // Transfer to node 3 while it cannot hear anything: the transfer stays
+  // pending, and the leader refuses proposals meanwhile.
+  c.node(1)->TransferLeader(3);
+  ASSERT_EQ(c.node(1)->raft().lead_transferee(), 3u);
+  ASSERT_TRUE(c.node(2)->Propose("x").ok());
+  Ready rd = c.node(2)->GetReady();
+  ASSERT_EQ(rd.messages.size(), 1u);
+  c.node(2)->Advance();
+  absl::Status st = c.node(1)->Step(rd.messages[0]);
+  EXPECT_TRUE(IsError(st, ErrorKind::kProposalDropped)) << st;
+  EXPECT_EQ(c.node(1)->raft().raft_log().last_index(), last);
+}
+
+// Without forward_proposals a MsgPropose is local-only: it may not come in
+// from the network. With it, the leader takes one from a follower.
+TEST(RawNodeTest, MsgProposeFromTheNetworkOnlyWhenForwarding) {
+  for (bool forward : {false, true}) {
+    MemoryStorage s;
+    auto rn = NewRawNode(1, {1, 2}, &s, forward);
+    ASSERT_NE(rn, nullptr);
+    rn->Campaign();
+    ASSERT_TRUE(
+        rn->Step(MakeMsg(2, 1, raftpb::MsgRequestVoteResponse, 1)).ok());
+    ASSERT_EQ(rn->raft().state(), StateType::kLeader) << forward;
+    const uint64_t last = rn->raft().raft_log().last_index();
+    Message m = MakeMsg(2, 1, raftpb::MsgPropose);
+    m.add_entries()->set_data("from-2");
+    absl::Status st = rn->Step(m);
+    if (forward) {
+      EXPECT_TRUE(st.ok()) << st;
+      EXPECT_EQ(rn->raft().raft_log().last_index(), last + 1);
+    } else {
+      EXPECT_TRUE(IsError(st, ErrorKind::kStepLocalMsg)) << st;
+      EXPECT_EQ(rn->raft().raft_log().last_index(), last);
+    }
   }
 }
 
