@@ -153,6 +153,33 @@ absl::StatusOr<Revisions> ReadRevisionsFrom(const BaseView& view) {
   return revs;
 }
 
+// The revisions a read needs: only the current one. No history is kept, so
+// a read at any other revision fails as compacted whatever the compact
+// revision is (never above the current one), and the compact revision key
+// is not read (0 stands for it).
+absl::StatusOr<Revisions> ReadRevisionForRead(const BaseView& view,
+                                              uint64_t sequence,
+                                              const RevisionHint* hint) {
+  Revisions revs;
+  revs.compact_revision = 0;
+  if (hint != nullptr) {
+    if (std::optional<int64_t> r = hint->At(sequence)) {
+      revs.revision = *r;
+      return revs;
+    }
+  }
+  absl::StatusOr<std::optional<std::string>> v = view.Get(RevisionKeyRef());
+  if (!v.ok()) return v.status();
+  if (v->has_value()) {
+    uint64_t u = 0;
+    if (!storage::DecodeU64(**v, &u)) {
+      return absl::DataLossError("mvcc: malformed revision in the kv engine");
+    }
+    revs.revision = static_cast<int64_t>(u);
+  }
+  return revs;
+}
+
 // Reads the user keys of a base view seen through up to two overlays (the
 // upper one wins).
 class Reader {
@@ -823,11 +850,12 @@ bool OpsReadOnly(const Ops& ops) {
 }
 
 template <typename View>
-absl::StatusOr<RangeResponse> RangeOn(const View& view,
-                                      const RangeRequest& req) {
+absl::StatusOr<RangeResponse> RangeOn(const View& view, const RangeRequest& req,
+                                      uint64_t sequence,
+                                      const RevisionHint* hint) {
   MVCC_RETURN_IF_ERROR(ValidateRange(req));
   BaseView base(view);
-  absl::StatusOr<Revisions> revs = ReadRevisionsFrom(base);
+  absl::StatusOr<Revisions> revs = ReadRevisionForRead(base, sequence, hint);
   if (!revs.ok()) return revs.status();
   Exec exec(base, nullptr, nullptr, *revs);
   RangeResponse resp;
@@ -888,22 +916,25 @@ absl::StatusOr<Revisions> ReadRevisions(const storage::Engine& view) {
 }
 
 absl::StatusOr<RangeResponse> Range(const storage::Snapshot& view,
-                                    const RangeRequest& req) {
-  return RangeOn(view, req);
+                                    const RangeRequest& req,
+                                    const RevisionHint* hint) {
+  return RangeOn(view, req, view.sequence(), hint);
 }
 absl::StatusOr<RangeResponse> Range(const storage::Engine& view,
                                     const RangeRequest& req) {
-  return RangeOn(view, req);
+  return RangeOn(view, req, 0, nullptr);
 }
 
 absl::StatusOr<TxnResponse> ReadOnlyTxn(const storage::Snapshot& view,
-                                        const TxnRequest& req) {
+                                        const TxnRequest& req,
+                                        const RevisionHint* hint) {
   MVCC_RETURN_IF_ERROR(ValidateTxn(req));
   if (!IsReadOnlyTxn(req)) {
     return absl::FailedPreconditionError("mvcc: the txn writes");
   }
   BaseView base(view);
-  absl::StatusOr<Revisions> revs = ReadRevisionsFrom(base);
+  absl::StatusOr<Revisions> revs =
+      ReadRevisionForRead(base, view.sequence(), hint);
   if (!revs.ok()) return revs.status();
   Exec exec(base, nullptr, nullptr, *revs);
   return exec.RunTxn(req);
@@ -1031,12 +1062,39 @@ void KvStore::FinishBatch(storage::WriteBatch* batch) {
   written_revs_ = revs_;
 }
 
-void KvStore::MarkWritten() { pending_.clear(); }
+void KvStore::MarkWritten() {
+  pending_.clear();
+  // Only a loaded revision is the engine's (after ClearPending it is not).
+  if (hint_ != nullptr && meta_loaded_) {
+    hint_->Publish(engine_->LatestSequence(), revs_.revision);
+  }
+}
 
 void KvStore::ClearPending() {
   pending_.clear();
   metas_.clear();
   meta_loaded_ = false;
+  if (hint_ != nullptr) hint_->Clear();
+}
+
+// ---- RevisionHint -----------------------------------------------------------
+
+void RevisionHint::Publish(uint64_t sequence, int64_t revision) {
+  std::lock_guard l(mu_);
+  valid_ = true;
+  sequence_ = sequence;
+  revision_ = revision;
+}
+
+void RevisionHint::Clear() {
+  std::lock_guard l(mu_);
+  valid_ = false;
+}
+
+std::optional<int64_t> RevisionHint::At(uint64_t sequence) const {
+  std::lock_guard l(mu_);
+  if (!valid_ || sequence != sequence_) return std::nullopt;
+  return revision_;
 }
 
 }  // namespace raftkv::mvcc

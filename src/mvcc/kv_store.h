@@ -47,6 +47,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -128,6 +129,31 @@ struct Revisions {
 absl::StatusOr<Revisions> ReadRevisions(const storage::Snapshot& view);
 absl::StatusOr<Revisions> ReadRevisions(const storage::Engine& view);
 
+// What a read would otherwise read back from the kv engine first: the
+// current revision at one engine sequence number. The applier publishes it
+// after every write (KvStore::MarkWritten), so a read of a snapshot taken
+// at that sequence (storage::Snapshot::sequence(), equal only if no write
+// came in between) skips the engine lookup, which costs as much as the read
+// of the key itself. A published pair is always true: only the applier
+// writes the revision keys, and the other way the engine changes under it
+// (a region snapshot's ingest, which may not even move the sequence) clears
+// the hint first (KvStore::ClearPending). Thread-safe.
+class RevisionHint {
+ public:
+  // Records that the engine at `sequence` has current revision `revision`.
+  void Publish(uint64_t sequence, int64_t revision);
+  // Forgets the published pair.
+  void Clear();
+  // The published revision if `sequence` is the published sequence.
+  std::optional<int64_t> At(uint64_t sequence) const;
+
+ private:
+  mutable std::mutex mu_;
+  bool valid_ = false;
+  uint64_t sequence_ = 0;
+  int64_t revision_ = 0;
+};
+
 // Serves a Range on `view` with etcd's semantics: key / range_end ("\0" =
 // every key >= key, empty = key alone), limit (with `more`), count (every
 // key of the range, regardless of limit and filters), keys_only,
@@ -137,17 +163,21 @@ absl::StatusOr<Revisions> ReadRevisions(const storage::Engine& view);
 // is kept). serializable is ignored (the caller picks the view). The header
 // carries only the revision (the current one). Without sorting or filters,
 // values are only decoded up to the limit (the rest of the range is still
-// walked, to count it). Errors: the validation errors, the revision errors,
-// engine errors.
+// walked, to count it). With `hint` (may be null), the current revision
+// comes from it when it knows the view's sequence. Errors: the validation
+// errors, the revision errors, engine errors.
 absl::StatusOr<etcdserverpb::RangeResponse> Range(
-    const storage::Snapshot& view, const etcdserverpb::RangeRequest& req);
+    const storage::Snapshot& view, const etcdserverpb::RangeRequest& req,
+    const RevisionHint* hint = nullptr);
 absl::StatusOr<etcdserverpb::RangeResponse> Range(
     const storage::Engine& view, const etcdserverpb::RangeRequest& req);
 
-// Serves a read-only Txn (IsReadOnlyTxn) on `view`, as KvStore::Txn would.
-// Errors: FailedPrecondition if the txn writes; otherwise as KvStore::Txn.
+// Serves a read-only Txn (IsReadOnlyTxn) on `view`, as KvStore::Txn would;
+// `hint` as for Range. Errors: FailedPrecondition if the txn writes;
+// otherwise as KvStore::Txn.
 absl::StatusOr<etcdserverpb::TxnResponse> ReadOnlyTxn(
-    const storage::Snapshot& view, const etcdserverpb::TxnRequest& req);
+    const storage::Snapshot& view, const etcdserverpb::TxnRequest& req,
+    const RevisionHint* hint = nullptr);
 
 // ---- Writes at apply time ---------------------------------------------------
 
@@ -236,13 +266,20 @@ class KvStore {
   // Forgets the pending writes once every batch passed since the last call
   // has been written to the engine, FinishBatch included, and nothing else
   // changed the engine's mvcc keys: the revisions stay loaded (no engine
-  // read for the next batch).
+  // read for the next batch). Publishes the current revision at the
+  // engine's latest sequence to the revision hint, if there is one; so call
+  // it right after the write, on the engine's only writing thread.
   void MarkWritten();
 
   // Forgets the pending writes and the revisions, which the next request
-  // reads afresh from the engine: call when batches were dropped, or when
-  // the engine changed underneath (a region snapshot was applied).
+  // reads afresh from the engine, and clears the revision hint: call when
+  // batches were dropped, and BEFORE the engine changes underneath (a region
+  // snapshot is ingested) as well as after.
   void ClearPending();
+
+  // Where MarkWritten publishes (null: nowhere). Not owned; must outlive
+  // this object.
+  void set_revision_hint(RevisionHint* hint) { hint_ = hint; }
 
   // The overlay: user key -> serialized mvccpb.KeyValue, or nullopt for a
   // deleted key. (Public for the implementation's helpers only.)
@@ -274,6 +311,7 @@ class KvStore {
               storage::WriteBatch* batch, bool metas_noted = false);
 
   const storage::Engine* engine_;
+  RevisionHint* hint_ = nullptr;
   bool meta_loaded_ = false;
   Revisions revs_;
   // The revisions as the engine has them (or FinishBatch added them).

@@ -148,6 +148,8 @@ std::unique_ptr<Iterator> Snapshot::NewIterator(std::string lower,
   return Iterator::Make(db_, snap_, std::move(lower), std::move(upper));
 }
 
+uint64_t Snapshot::sequence() const { return snap_->GetSequenceNumber(); }
+
 // ---- Engine ----------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(
@@ -256,6 +258,10 @@ uint64_t Engine::ApproximateSize() const {
   (void)db_->GetIntProperty("rocksdb.total-sst-files-size", &sst);
   (void)db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
   return sst + mem;
+}
+
+uint64_t Engine::LatestSequence() const {
+  return db_->GetLatestSequenceNumber();
 }
 
 std::unique_ptr<Snapshot> Engine::NewSnapshot() const {

@@ -143,6 +143,9 @@ class Snapshot {
                                 google::protobuf::MessageLite* msg) const;
   std::unique_ptr<Iterator> NewIterator(std::string lower,
                                         std::string upper) const;
+  // The engine's sequence number the snapshot sees: the engine's
+  // LatestSequence() when it was taken.
+  uint64_t sequence() const;
 
  private:
   friend class Engine;
@@ -168,6 +171,10 @@ class Engine {
   // Applies `batch` atomically; with `sync`, durably (WAL fsynced) before it
   // returns. The batch is left unchanged.
   absl::Status Write(const WriteBatch& batch, bool sync);
+  // The sequence number of the latest write: every write moves it forward,
+  // so two views with the same sequence see the same data. (An SST ingest
+  // may leave it unchanged: whoever ingests must not rely on it.)
+  uint64_t LatestSequence() const;
   // Makes every earlier unsynced write durable.
   absl::Status SyncWal();
   // Ingests SST files written by SnapDir::WriteSstFiles on this engine's

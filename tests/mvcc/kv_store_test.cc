@@ -994,6 +994,98 @@ TEST_F(KvStoreTest, MarkWrittenKeepsTheRevisionsAndForgetsTheOverlay) {
   EXPECT_EQ(MustPut("b", "1").header().revision(), 11);
 }
 
+TEST(RevisionHintTest, KnowsOnlyThePublishedSequence) {
+  RevisionHint hint;
+  EXPECT_EQ(hint.At(0), std::nullopt);
+  hint.Publish(7, 3);
+  EXPECT_EQ(hint.At(7), 3);
+  EXPECT_EQ(hint.At(6), std::nullopt);
+  EXPECT_EQ(hint.At(8), std::nullopt);
+  hint.Publish(9, 4);
+  EXPECT_EQ(hint.At(7), std::nullopt);
+  EXPECT_EQ(hint.At(9), 4);
+  hint.Clear();
+  EXPECT_EQ(hint.At(9), std::nullopt);
+}
+
+// The store publishes the revision it wrote at the engine's sequence; a
+// read of a snapshot at that sequence takes it from the hint, any other
+// snapshot reads the engine; ClearPending forgets it.
+TEST_F(KvStoreTest, RevisionHintFollowsWrittenBatches) {
+  RevisionHint hint;
+  store_->set_revision_hint(&hint);
+  MustPut("a", "1");  // 2
+  MustPut("b", "1");  // 3
+  EXPECT_EQ(hint.At(engine_->LatestSequence()), std::nullopt)
+      << "published before the batch was written";
+  Flush();
+  const uint64_t seq = engine_->LatestSequence();
+  EXPECT_EQ(hint.At(seq), 3);
+  auto snap = engine_->NewSnapshot();
+  auto r = Range(*snap, RangeReq("a"), &hint);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->header().revision(), 3);
+  EXPECT_EQ(r->count(), 1);
+
+  // The hint is what the read uses at its sequence: a (deliberately false)
+  // revision published there shows up in the header...
+  hint.Publish(seq, 42);
+  EXPECT_EQ(Range(*snap, RangeReq("a"), &hint)->header().revision(), 42);
+  // ...and the revision at a requested revision is checked against it.
+  RangeRequest at = RangeReq("a");
+  at.set_revision(42);
+  EXPECT_TRUE(Range(*snap, at, &hint).ok());
+  hint.Publish(seq, 3);
+
+  // A write the store did not make moves the sequence: the hint no longer
+  // applies, and a newer snapshot reads the engine.
+  storage::WriteBatch b;
+  b.Put(RevisionKey(), storage::EncodeU64(10));
+  ASSERT_TRUE(engine_->Write(b, false).ok());
+  auto snap2 = engine_->NewSnapshot();
+  EXPECT_EQ(hint.At(snap2->sequence()), std::nullopt);
+  EXPECT_EQ(Range(*snap2, RangeReq("a"), &hint)->header().revision(), 10);
+  // The older snapshot still gets its own revision.
+  EXPECT_EQ(Range(*snap, RangeReq("a"), &hint)->header().revision(), 3);
+
+  store_->ClearPending();
+  EXPECT_EQ(hint.At(seq), std::nullopt);
+  // Until a revision is loaded again, a written batch publishes nothing.
+  storage::WriteBatch other;
+  other.Put("unrelated", "x");
+  ASSERT_TRUE(engine_->Write(other, false).ok());
+  store_->MarkWritten();
+  EXPECT_EQ(hint.At(engine_->LatestSequence()), std::nullopt);
+  MustPut("c", "1");  // 11
+  Flush();
+  EXPECT_EQ(hint.At(engine_->LatestSequence()), 11);
+}
+
+// Reads need only the current revision: a read at an older revision is
+// compacted whatever the compact revision says, the current one is served.
+TEST_F(KvStoreTest, SnapshotReadsCheckRevisionsWithoutTheCompactRevision) {
+  MustPut("a", "1");  // 2
+  MustPut("a", "2");  // 3
+  CompactionRequest c;
+  c.set_revision(3);
+  ASSERT_TRUE(store_->Compact(c, &batch_).ok());
+  Flush();
+  auto snap = engine_->NewSnapshot();
+  RangeRequest now = RangeReq("a");
+  now.set_revision(3);
+  auto r = Range(*snap, now);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->kvs(0).value(), "2");
+  RangeRequest old = RangeReq("a");
+  old.set_revision(2);
+  ExpectError(Range(*snap, old).status(), absl::StatusCode::kOutOfRange,
+              "etcdserver: mvcc: required revision has been compacted");
+  RangeRequest future = RangeReq("a");
+  future.set_revision(4);
+  ExpectError(Range(*snap, future).status(), absl::StatusCode::kOutOfRange,
+              "etcdserver: mvcc: required revision is a future revision");
+}
+
 // Puts read a key's create revision, version and lease from a cache kept
 // across written batches; an engine changed underneath (a region snapshot)
 // is seen after ClearPending.

@@ -132,6 +132,29 @@ TEST(EngineTest, SnapshotIsAConsistentPastView) {
   EXPECT_EQ(e->Get("k1")->value(), "new");
 }
 
+// Every write moves the sequence forward; a snapshot sees the sequence of
+// the engine when it was taken, so equal sequences mean equal views.
+TEST(EngineTest, SequenceMovesWithEveryWriteAndSnapshotsKeepTheirs) {
+  TempDir dir;
+  auto e = MustOpen({dir.path(), nullptr});
+  const uint64_t s0 = e->LatestSequence();
+  EXPECT_EQ(e->NewSnapshot()->sequence(), s0);
+  WriteBatch b;
+  b.Put("a", "1");
+  b.Put("b", "1");
+  ASSERT_TRUE(e->Write(b, false).ok());
+  const uint64_t s1 = e->LatestSequence();
+  EXPECT_GT(s1, s0);
+  auto snap = e->NewSnapshot();
+  EXPECT_EQ(snap->sequence(), s1);
+  WriteBatch d;
+  d.Delete("a");
+  ASSERT_TRUE(e->Write(d, false).ok());
+  EXPECT_GT(e->LatestSequence(), s1);
+  EXPECT_EQ(snap->sequence(), s1);
+  EXPECT_EQ(e->NewSnapshot()->sequence(), e->LatestSequence());
+}
+
 TEST(EngineTest, ProtoValuesRoundTripAndGarbageIsDataLoss) {
   TempDir dir;
   auto e = MustOpen({dir.path(), nullptr});
