@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Create(
   std::unique_ptr<Peer> peer(
       new Peer(*meta, *std::move(ps), *std::move(node), env));
   if (absl::Status s = peer->LoadDedupTable(); !s.ok()) return s;
+  peer->kv_store_.set_revision_hint(env.revision_hint);
   // Entries at or below the truncated index that are still on disk (a log
   // GC that never ran before a restart) are left to the first GC tick.
   {
@@ -531,6 +532,10 @@ void Peer::StartApplySnapshot(const raftpb::Snapshot& snap) {
     Panic(absl::StrCat(storage_->tag(), " accepted a malformed snapshot: ",
                        data.status().ToString()));
   }
+  // The ingest replaces the state machine underneath the revisions and keys
+  // cached since the last apply (and may not move the engine's sequence):
+  // forget them first, for readers too (mvcc::RevisionHint).
+  kv_store_.ClearPending();
   metapb::Region region = data->region();
   int files = data->meta().cf_files_size();
   std::string rtag = data->receive_tag();

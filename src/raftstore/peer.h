@@ -75,6 +75,8 @@ struct PeerEnv {
   // Null: the peer never generates or applies snapshots.
   storage::SnapDir* snap_dir = nullptr;
   Scheduler* scheduler = nullptr;  // non-null
+  // Where the apply publishes the kv engine's revision; may be null.
+  mvcc::RevisionHint* revision_hint = nullptr;
 };
 
 class Peer {

@@ -141,8 +141,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const StoreConfig& config,
   }
   std::unique_ptr<Store> store(new Store(config, raft_engine, kv_engine,
                                          transport, snap_dir, scheduler));
-  PeerEnv env{&store->config_, raft_engine, kv_engine, snap_dir,
-              store->scheduler_};
+  PeerEnv env{&store->config_, raft_engine,       kv_engine,
+              snap_dir,        store->scheduler_, &store->revision_hint_};
   // Every region state of this store: keys 01 03 <region> 01.
   std::string lo = storage::RegionStateKey(0);
   std::string hi = storage::RegionStateKey(~0ull);

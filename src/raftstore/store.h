@@ -28,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mvcc/kv_store.h"
 #include "raftstore/peer.h"
 #include "raftstore/scheduler.h"
 #include "raftstore/transport.h"
@@ -113,6 +114,10 @@ class Store {
   storage::Engine* raft_engine() const { return raft_engine_; }
   storage::SnapDir* snap_dir() const { return snap_dir_; }
   const StoreConfig& config() const { return config_; }
+  // The kv engine's current revision as the apply last wrote it, for reads
+  // of kv engine snapshots (mvcc::Range). Thread-safe; lives as long as the
+  // store.
+  const mvcc::RevisionHint* revision_hint() const { return &revision_hint_; }
 
  private:
   class InlineScheduler;
@@ -128,6 +133,7 @@ class Store {
   std::unique_ptr<InlineScheduler> inline_scheduler_;
   Scheduler* scheduler_;
   int ticks_ = 0;
+  mvcc::RevisionHint revision_hint_;
   // The peer `req` is for, or null after answering `cb` with the error.
   Peer* CheckHeader(const raft_cmdpb::RaftCmdRequest& req, Callback& cb);
   std::map<uint64_t, std::unique_ptr<Peer>> peers_;  // by region id

@@ -39,6 +39,7 @@ StoreDriver::StoreDriver(std::unique_ptr<Store> store,
                          StoreDriverOptions options)
     : options_(options),
       store_id_(store->store_id()),
+      revision_hint_(store->revision_hint()),
       store_(std::move(store)) {}
 
 StoreDriver::~StoreDriver() { Stop(); }

@@ -102,6 +102,8 @@ class StoreDriver {
   StoreDriver& operator=(const StoreDriver&) = delete;
 
   uint64_t store_id() const { return store_id_; }
+  // The store's Store::revision_hint(), for any thread.
+  const mvcc::RevisionHint* revision_hint() const { return revision_hint_; }
 
   // Starts the driver thread. Events queued before Start are handled by its
   // first pass. Errors: FailedPrecondition if the driver was already
@@ -179,6 +181,7 @@ class StoreDriver {
 
   const StoreDriverOptions options_;
   const uint64_t store_id_;
+  const mvcc::RevisionHint* const revision_hint_;
 
   std::mutex stop_mu_;  // serializes Start and Stop
   std::thread thread_ ABSL_GUARDED_BY(stop_mu_);

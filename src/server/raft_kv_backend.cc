@@ -245,8 +245,9 @@ class RaftKvBackend final : public KvBackend {
       auto shared = std::make_shared<etcdserverpb::TxnRequest>(std::move(req));
       Read<etcdserverpb::TxnResponse>(
           /*serializable=*/false, /*point=*/false, std::move(done),
-          [shared](const storage::Snapshot& view) {
-            return mvcc::ReadOnlyTxn(view, *shared);
+          [shared,
+           hint = driver_->revision_hint()](const storage::Snapshot& view) {
+            return mvcc::ReadOnlyTxn(view, *shared, hint);
           });
       return;
     }
@@ -273,8 +274,9 @@ class RaftKvBackend final : public KvBackend {
     bool point = req.range_end().empty();
     auto shared = std::make_shared<etcdserverpb::RangeRequest>(std::move(req));
     Read<etcdserverpb::RangeResponse>(serializable, point, std::move(done),
-                                      [shared](const storage::Snapshot& view) {
-                                        return mvcc::Range(view, *shared);
+                                      [shared, hint = driver_->revision_hint()](
+                                          const storage::Snapshot& view) {
+                                        return mvcc::Range(view, *shared, hint);
                                       });
   }
 

@@ -273,6 +273,7 @@ class Cluster {
     return n.store == nullptr ? nullptr : n.store->GetPeer(kRegion);
   }
   const PeerStorage& ps(uint64_t id) { return peer(id)->peer_storage(); }
+  Store& store(uint64_t id) { return *nodes_[id].store; }
 
   // The running, connected store whose peer leads with the highest term,
   // after ticking until there is one; 0 if none.
@@ -947,6 +948,52 @@ TEST(SnapshotTest, LaggingFollowerCatchesUpBySnapshot) {
   EXPECT_EQ(GetValue(c.Run(3, Get(3, "x"))), "second");
   ASSERT_TRUE(c.Converge());
   ExpectConverged(c, want);
+}
+
+// The revision hint (mvcc::RevisionHint) must never claim a revision the
+// kv engine does not hold: a follower that catches up by snapshot gets a
+// newer revision underneath its apply, and publishes again after its next
+// etcd write.
+TEST(SnapshotTest, RevisionHintFollowsASnapshot) {
+  Cluster c;
+  std::mt19937_64 rng(11);
+  std::map<std::string, std::string> want;
+  uint64_t leader = c.Leader();
+  ASSERT_NE(leader, 0u);
+  auto put = [&](uint64_t at, const std::string& v) {
+    auto r = c.Run(at, test::EtcdPut(at, "e", v));
+    ASSERT_TRUE(r.has_value());
+    ASSERT_FALSE(r->response.header().has_error())
+        << r->response.header().error().message();
+  };
+  put(leader, "1");  // revision 2
+  c.TickAll(2);
+  auto hint_at = [&](uint64_t id) {
+    return c.store(id).revision_hint()->At(c.kv(id).LatestSequence());
+  };
+  EXPECT_EQ(hint_at(3), 2);
+  // Store 3 misses revisions 3 and 4 and the log behind them.
+  const uint64_t last3 = c.ps(3).raft_state().last_index();
+  c.transport().cut_.insert(3);
+  leader = c.LeaderOtherThan(3);
+  put(leader, "2");
+  put(leader, "3");
+  WriteKeys(c, rng, 0, 40, &want);
+  EXPECT_GT(c.ps(leader).truncated_index(), last3 + 1);
+  c.transport().cut_.erase(3);
+  ASSERT_TRUE(c.Converge());
+  EXPECT_GT(c.ps(3).truncated_index(), last3)
+      << "store 3 caught up from the log, not a snapshot";
+  absl::StatusOr<mvcc::Revisions> revs = mvcc::ReadRevisions(c.kv(3));
+  ASSERT_TRUE(revs.ok()) << revs.status();
+  EXPECT_EQ(revs->revision, 4);
+  std::optional<int64_t> hint = hint_at(3);
+  EXPECT_TRUE(!hint.has_value() || *hint == 4) << *hint;
+  put(c.Leader(), "4");  // revision 5
+  c.TickAll(2);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    EXPECT_EQ(hint_at(id), 5) << "store " << id;
+  }
 }
 
 TEST(SnapshotTest, RestartFromASnapshot) {

@@ -149,6 +149,7 @@ class Cluster {
   std::map<uint64_t, std::unique_ptr<Store>> stores_;
 };
 
+using test::EtcdPut;
 using test::Get;
 using test::Header;
 using test::Put;
@@ -432,16 +433,6 @@ TEST(StoreTest, RestartKeepsEverythingApplied) {
 
 namespace etcd_tests {
 
-RaftCmdRequest EtcdPut(uint64_t store_id, const std::string& k,
-                       const std::string& v) {
-  RaftCmdRequest req = Header(store_id);
-  auto* r = req.add_requests();
-  r->set_cmd_type(raft_cmdpb::Etcd);
-  r->mutable_etcd()->mutable_put()->set_key(k);
-  r->mutable_etcd()->mutable_put()->set_value(v);
-  return req;
-}
-
 // Reads through Store::ReadIndex on `id`; returns the value of `k` in the
 // view it hands back (nullopt: absent), or an error message.
 std::optional<std::string> ReadIndexGet(Cluster& c, uint64_t id,
@@ -493,6 +484,10 @@ TEST(StoreEtcdTest, EtcdWritesApplyWithRevisionsOnEveryStore) {
     EXPECT_EQ(got->kvs(0).version(), 2);
     EXPECT_EQ(got->kvs(0).create_revision(), 2);
     EXPECT_EQ(got->kvs(0).mod_revision(), 3);
+    // The apply published the revision it wrote for snapshot reads.
+    storage::Engine& kv = c.kv(id);
+    EXPECT_EQ(c.store(id).revision_hint()->At(kv.LatestSequence()), 3)
+        << "store " << id;
   }
 }
 

@@ -40,6 +40,18 @@ inline raft_cmdpb::RaftCmdRequest Put(uint64_t store_id, const std::string& k,
   return req;
 }
 
+// An etcd Put of k = v, as one Etcd request.
+inline raft_cmdpb::RaftCmdRequest EtcdPut(uint64_t store_id,
+                                          const std::string& k,
+                                          const std::string& v) {
+  raft_cmdpb::RaftCmdRequest req = Header(store_id);
+  auto* r = req.add_requests();
+  r->set_cmd_type(raft_cmdpb::Etcd);
+  r->mutable_etcd()->mutable_put()->set_key(k);
+  r->mutable_etcd()->mutable_put()->set_value(v);
+  return req;
+}
+
 // One command reading every key of `keys`, in order.
 inline raft_cmdpb::RaftCmdRequest MultiGet(
     uint64_t store_id, const std::vector<std::string>& keys) {
