@@ -278,8 +278,14 @@ TEST_F(ClusterTest, KillLeaderUnderLoad) {
   const auto killed_at = Clock::now();
   c.Kill(leader);
 
-  // A new leader serves a write within three election timeouts.
-  const auto bound = milliseconds(3 * c.options().election_ms);
+  // A new leader serves a write within two election rounds. One round
+  // starts within two election timeouts (the randomized timeout), and the
+  // first can fail: the other survivor refuses the pre-vote while its
+  // leader lease has not expired, which happens when its ticks lag the
+  // candidate's by up to one tick. So 2 x 2 election timeouts, plus one
+  // probe's timeout. (CI once measured 3,004 ms against an earlier bound
+  // of three election timeouts.)
+  const auto bound = milliseconds(4 * c.options().election_ms + 500);
   bool served = false;
   int probes = 0;
   while (!served && Clock::now() - killed_at < bound + milliseconds(5000)) {
