@@ -270,14 +270,19 @@ TEST(RawNodeClusterTest, ElectProposeAndApplyOnAllNodes) {
   }
 }
 
-TEST(RawNodeClusterTest, ProposeOnFollowerIsDropped) {
-  Cluster c(3);
-  // Before any leader exists.
+// A proposal on node 2 before any leader exists is dropped; then node 1
+// is elected.
+void DropBeforeLeaderThenElect1(Cluster& c) {
   EXPECT_TRUE(
       IsError(c.node(2)->Propose("early"), ErrorKind::kProposalDropped));
   c.node(1)->Campaign();
   c.Stabilize();
   ASSERT_EQ(c.node(1)->raft().state(), StateType::kLeader);
+}
+
+TEST(RawNodeClusterTest, ProposeOnFollowerIsDropped) {
+  Cluster c(3);
+  ASSERT_NO_FATAL_FAILURE(DropBeforeLeaderThenElect1(c));
 
   const uint64_t last = c.node(2)->raft().raft_log().last_index();
   absl::Status st = c.node(2)->Propose("x");
@@ -299,12 +304,8 @@ TEST(RawNodeClusterTest, ProposeOnFollowerIsDropped) {
 // applied everywhere in the leader's order.
 TEST(RawNodeClusterTest, ProposeOnFollowerIsForwardedToTheLeader) {
   Cluster c(3, /*forward_proposals=*/true);
-  // No leader yet: there is nobody to forward to.
-  EXPECT_TRUE(
-      IsError(c.node(2)->Propose("early"), ErrorKind::kProposalDropped));
-  c.node(1)->Campaign();
-  c.Stabilize();
-  ASSERT_EQ(c.node(1)->raft().state(), StateType::kLeader);
+  // No leader yet: there is nobody to forward to either.
+  ASSERT_NO_FATAL_FAILURE(DropBeforeLeaderThenElect1(c));
 
   const uint64_t last = c.node(2)->raft().raft_log().last_index();
   ASSERT_TRUE(c.node(2)->Propose("via-2").ok());
