@@ -13,6 +13,7 @@
 #          first);
 #   puts   member 1, the leader, during 5,000 puts from 64 clients over 8 connections to it, after
 #          3,000 warm-up puts;
+#   lreads the same with linearizable reads;
 #   bench  raftkv-bench itself, issuing 20,000 serializable reads spread
 #          over the three members.
 # The counters are zeroed after the warm-up and dumped after the measured
@@ -25,14 +26,14 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 reads|puts|bench OUT [BUILD_DIR]" >&2
+  echo "usage: $0 reads|lreads|puts|bench OUT [BUILD_DIR]" >&2
   exit 2
 }
 [[ $# -ge 2 ]] || usage
 mode=$1
 out=$2
 build=${3:-build/release}
-case $mode in reads | puts | bench) ;; *) usage ;; esac
+case $mode in reads | lreads | puts | bench) ;; *) usage ;; esac
 command -v valgrind >/dev/null || {
   echo "$0: valgrind is not installed (apt-get install valgrind)" >&2
   exit 1
@@ -85,12 +86,14 @@ m1=127.0.0.1:45379
 all=127.0.0.1:45379,127.0.0.1:45479,127.0.0.1:45579
 common=(--clients=64 --conns=8 --key-size=8 --val-size=256 --key-space-size=20000)
 case $mode in
-  reads)
+  reads | lreads)
+    consistency=s
+    [[ $mode == lreads ]] && consistency=l
     "$bench" --endpoints=$m1 "${common[@]}" --total=20000 --sequential-keys \
       --seed=7 --mode=put | tail -1
     callgrind_control -z "${pids[0]}" >/dev/null
     "$bench" --endpoints=$m1 "${common[@]}" --total=20000 --seed=8 \
-      --mode=range --consistency=s | tail -1
+      --mode=range --consistency=$consistency | tail -1
     callgrind_control -d "${pids[0]}" >/dev/null
     ;;
   puts)
