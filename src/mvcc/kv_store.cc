@@ -132,51 +132,44 @@ class BaseView {
   const storage::Snapshot* snap_ = nullptr;
 };
 
+// Reads the revision stored under `key` into *out; leaves *out alone if the
+// key is absent (a fresh store).
+absl::Status ReadRevisionKey(const BaseView& view, const std::string& key,
+                             int64_t* out) {
+  absl::StatusOr<std::optional<std::string>> v = view.Get(key);
+  if (!v.ok()) return v.status();
+  if (!v->has_value()) return absl::OkStatus();
+  uint64_t u = 0;
+  if (!storage::DecodeU64(**v, &u)) {
+    return absl::DataLossError("mvcc: malformed revision in the kv engine");
+  }
+  *out = static_cast<int64_t>(u);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Revisions> ReadRevisionsFrom(const BaseView& view) {
   Revisions revs;
-  struct Field {
-    const std::string* key;
-    int64_t* out;
-  };
-  for (const Field& f :
-       {Field{&RevisionKeyRef(), &revs.revision},
-        Field{&CompactRevisionKeyRef(), &revs.compact_revision}}) {
-    absl::StatusOr<std::optional<std::string>> v = view.Get(*f.key);
-    if (!v.ok()) return v.status();
-    if (!v->has_value()) continue;
-    uint64_t u = 0;
-    if (!storage::DecodeU64(**v, &u)) {
-      return absl::DataLossError("mvcc: malformed revision in the kv engine");
-    }
-    *f.out = static_cast<int64_t>(u);
-  }
+  MVCC_RETURN_IF_ERROR(ReadRevisionKey(view, RevisionKeyRef(), &revs.revision));
+  MVCC_RETURN_IF_ERROR(
+      ReadRevisionKey(view, CompactRevisionKeyRef(), &revs.compact_revision));
   return revs;
 }
 
 // The revisions a read needs: only the current one. No history is kept, so
 // a read at any other revision fails as compacted whatever the compact
 // revision is (never above the current one), and the compact revision key
-// is not read (0 stands for it).
+// is not read (it stays 0).
 absl::StatusOr<Revisions> ReadRevisionForRead(const BaseView& view,
                                               uint64_t sequence,
                                               const RevisionHint* hint) {
   Revisions revs;
-  revs.compact_revision = 0;
   if (hint != nullptr) {
     if (std::optional<int64_t> r = hint->At(sequence)) {
       revs.revision = *r;
       return revs;
     }
   }
-  absl::StatusOr<std::optional<std::string>> v = view.Get(RevisionKeyRef());
-  if (!v.ok()) return v.status();
-  if (v->has_value()) {
-    uint64_t u = 0;
-    if (!storage::DecodeU64(**v, &u)) {
-      return absl::DataLossError("mvcc: malformed revision in the kv engine");
-    }
-    revs.revision = static_cast<int64_t>(u);
-  }
+  MVCC_RETURN_IF_ERROR(ReadRevisionKey(view, RevisionKeyRef(), &revs.revision));
   return revs;
 }
 
