@@ -73,6 +73,21 @@ struct Config {
   // kProposalDropped, and MsgPropose never crosses the network (RawNode::Step
   // refuses it as a local message). Every member of a group should agree.
   bool forward_proposals = false;
+  // Commit notification (raft-rs's skip_bcast_commit, which TiKV uses). Off
+  // (etcd/raft's behaviour): when an append response advances the leader's
+  // commit index, the leader sends every follower an append at once, empty if
+  // need be, to carry the new index. On: it does not; followers learn the
+  // index from the next append or heartbeat, so with a steady stream of
+  // proposals each commit index rides on the next entries instead of a
+  // message of its own (about a quarter fewer context switches per write
+  // with one client, in raftkv). The price: when proposals stop, followers
+  // apply the last entries up to a heartbeat interval later. To keep
+  // follower reads prompt, a follower reports its commit index in every
+  // MsgHeartbeatResponse and the leader answers one that is behind with an
+  // append carrying the index, so a read-index round never waits for the
+  // next heartbeat. While a configuration change is pending the leader
+  // broadcasts as usual, so that it is applied everywhere promptly.
+  bool skip_bcast_commit = false;
 
   // Seeds the generator behind the randomized election timeout. 0 means
   // "derive from id", so a group's behaviour is a function of its config.

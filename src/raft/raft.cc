@@ -89,6 +89,7 @@ Raft::Raft(const Config& config)
       pre_vote_(config.pre_vote),
       check_quorum_(config.check_quorum),
       forward_proposals_(config.forward_proposals),
+      skip_bcast_commit_(config.skip_bcast_commit),
       read_only_option_(config.read_only_option),
       election_timeout_(config.election_tick),
       heartbeat_timeout_(config.heartbeat_tick),
@@ -506,6 +507,10 @@ bool Raft::MaybeCommit() {
   return raft_log_.MaybeCommit(tracker_.Committed(), term_);
 }
 
+bool Raft::ShouldBcastCommit() const {
+  return !skip_bcast_commit_ || pending_conf_index_ > raft_log_.applied();
+}
+
 bool Raft::IncreaseUncommittedSize(const std::vector<Entry>& ents) {
   uint64_t s = 0;
   for (const Entry& e : ents) s += e.data().size();
@@ -895,7 +900,11 @@ void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
   }
   if (MaybeCommit()) {
     ReleasePendingReadIndexMessages();
-    BcastAppend();
+    if (ShouldBcastCommit()) {
+      BcastAppend();
+    } else if (old_paused) {
+      SendAppend(m.from());
+    }
   } else if (old_paused) {
     SendAppend(m.from());
   }
@@ -918,7 +927,13 @@ void Raft::HandleHeartbeatResponse(const Message& m, Progress* pr) {
     // lost, the follower's rejection of it restarts replication.
     pr->inflights.FreeFirstOne();
   }
-  if (pr->match < raft_log_.last_index()) SendAppend(m.from());
+  if (pr->match < raft_log_.last_index()) {
+    SendAppend(m.from());
+  } else if (skip_bcast_commit_ && m.commit() < raft_log_.committed()) {
+    // Holds the whole log but not the commit index, which no broadcast
+    // carried: an (empty) append does.
+    SendAppend(m.from());
+  }
 
   if (read_only_option_ != ReadOnlyOption::kSafe || m.context().empty()) {
     return;
@@ -1185,6 +1200,9 @@ void Raft::HandleHeartbeat(const Message& m) {
   resp.set_msg_type(raftpb::MsgHeartbeatResponse);
   resp.set_to(m.from());
   resp.set_context(m.context());
+  // For a leader with Config::skip_bcast_commit: whether this node still
+  // needs the commit index.
+  resp.set_commit(raft_log_.committed());
   Send(std::move(resp));
 }
 

@@ -173,6 +173,9 @@ class Raft {
   // once when this node is the only voter.
   void AppendEntry(std::vector<raftpb::Entry>&& ents);
   bool MaybeCommit();
+  // Whether a commit index that just advanced goes to every follower at once
+  // (see Config::skip_bcast_commit).
+  bool ShouldBcastCommit() const;
   bool MaybeSendAppend(uint64_t to, bool send_if_empty);
   // Adds `ents` (which follow prev_index) to a MsgAppend to `to` still
   // waiting in msgs_, if there is one they continue and the size limit
@@ -218,6 +221,7 @@ class Raft {
   bool pre_vote_;
   bool check_quorum_;
   bool forward_proposals_;
+  bool skip_bcast_commit_;
 
   ReadOnlyOption read_only_option_;
   ReadOnly read_only_;

@@ -196,6 +196,48 @@ TEST(RaftMembershipTest, RemoveNodeDropsMember) {
   EXPECT_TRUE(Voters(cs).empty());
 }
 
+// With Config::skip_bcast_commit a leader still broadcasts the commit index
+// of a configuration change at once (it must be applied everywhere for the
+// change to complete), and goes back to letting commit indexes ride on the
+// next append once the change is applied.
+TEST(RaftMembershipTest, SkipBcastCommitStillBroadcastsAPendingConfChange) {
+  TestRaft r = NewTestRaft(1, {1, 2, 3}, 10, 1, nullptr,
+                           [](Config* c) { c->skip_bcast_commit = true; });
+  r->BecomeCandidate();
+  r->BecomeLeader();
+  CommitNoopEntry(r.raft.get(), r.storage.get());
+
+  ConfChange cc = MakeConfChange(raftpb::AddLearnerNode, 4);
+  ASSERT_TRUE(r->Step(ConfChangeProposal(1, cc)).ok());
+  const uint64_t cc_index = r->raft_log().last_index();
+  for (const Message& m : r->ReadMessages()) {
+    ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
+  }
+  ASSERT_EQ(r->raft_log().committed(), cc_index);
+  std::vector<Message> msgs = r->ReadMessages();
+  ASSERT_EQ(msgs.size(), 2u) << "the commit of the change is broadcast";
+  for (const Message& m : msgs) {
+    EXPECT_EQ(m.msg_type(), raftpb::MsgAppend);
+    EXPECT_EQ(m.commit(), cc_index);
+  }
+
+  NextEnts(r.raft.get(), r.storage.get());
+  r->ApplyConfChange(cc);
+  r->ReadMessages();  // appends to the new learner
+  ASSERT_TRUE(r->Step(Proposal(1, "after")).ok());
+  for (const Message& m : r->ReadMessages()) {
+    if (m.msg_type() == raftpb::MsgAppend && m.to() != 4) {
+      ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
+    }
+  }
+  ASSERT_EQ(r->raft_log().committed(), cc_index + 1);
+  msgs = r->ReadMessages();
+  for (const Message& m : msgs) {
+    EXPECT_NE(m.to(), 2u) << "a commit-only append once the change applied";
+    EXPECT_NE(m.to(), 3u) << "a commit-only append once the change applied";
+  }
+}
+
 // TinyKV TestCommitAfterRemoveNode3A: an entry proposed while a removal is
 // pending commits as soon as the removal is applied, because the quorum is
 // then counted over the remaining voters (thesis §4.1; as in etcd/raft, a

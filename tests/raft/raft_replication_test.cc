@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,10 +131,12 @@ std::vector<PeerSpec> FreshPeers(size_t n) {
 }
 
 // A leader of {1..n} whose no-op is committed, persisted and applied on it.
-TestRaft CommittedLeader(uint64_t n) {
+// `edit` may change its config.
+TestRaft CommittedLeader(uint64_t n,
+                         const std::function<void(Config*)>& edit = {}) {
   std::vector<uint64_t> peers;
   for (uint64_t i = 1; i <= n; ++i) peers.push_back(i);
-  TestRaft t = NewTestRaft(1, peers, 10, 1);
+  TestRaft t = NewTestRaft(1, peers, 10, 1, nullptr, edit);
   t->BecomeCandidate();
   t->BecomeLeader();
   CommitNoopEntry(t.raft.get(), t.storage.get());
@@ -837,6 +840,112 @@ TEST(RaftReplicationTest, HeartbeatResponseTriggersCatchUp) {
   nt.Send(Beat(1));
   EXPECT_EQ(nt.raft(5)->raft_log().committed(), 3u);
   EXPECT_EQ(Summary(nt.raft(5)->raft_log()), Summary(nt.raft(1)->raft_log()));
+}
+
+// ---- Config::skip_bcast_commit ---------------------------------------------
+
+void SkipBcastCommit(Config* c) { c->skip_bcast_commit = true; }
+
+// The commit index that a quorum's answers advance goes out with the next
+// append instead of an append of its own.
+TEST(RaftReplicationTest, SkipBcastCommitSendsTheCommitWithTheNextAppend) {
+  TestRaft r = CommittedLeader(3, SkipBcastCommit);
+  if (HasFatalFailure()) return;
+  const uint64_t li = r->raft_log().last_index();
+  ASSERT_TRUE(r->Step(Propose(1, "first")).ok());
+  for (const Message& m : r->ReadMessages()) {
+    ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
+  }
+  EXPECT_EQ(r->raft_log().committed(), li + 1);
+  std::vector<Message> after_commit = r->ReadMessages();
+  EXPECT_TRUE(after_commit.empty()) << Describe(after_commit);
+
+  ASSERT_TRUE(r->Step(Propose(1, "second")).ok());
+  std::vector<Message> msgs = SortedByTo(r->ReadMessages());
+  ASSERT_EQ(msgs.size(), 2u) << Describe(msgs);
+  for (const Message& m : msgs) {
+    SCOPED_TRACE(DescribeMessage(m));
+    EXPECT_EQ(m.msg_type(), raftpb::MsgAppend);
+    EXPECT_EQ(m.commit(), li + 1);
+    EXPECT_EQ(Summary({m.entries().begin(), m.entries().end()}),
+              absl::StrCat(li + 2, "/1:second"));
+  }
+}
+
+// When proposals stop, the followers learn the last commit index from the
+// next heartbeat.
+TEST(RaftReplicationTest, SkipBcastCommitFollowersCommitOnTheNextHeartbeat) {
+  Network nt(FreshPeers(3), SkipBcastCommit);
+  nt.Send(Hup(1));
+  nt.Send(Propose(1, "some data"));
+  const uint64_t committed = nt.raft(1)->raft_log().committed();
+  EXPECT_EQ(committed, 2u);
+  for (uint64_t id : {2, 3}) {
+    EXPECT_EQ(nt.raft(id)->raft_log().committed(), committed - 1)
+        << "node " << id << " learnt the commit index without a heartbeat";
+  }
+
+  nt.Send(Beat(1));
+  for (uint64_t id : {2, 3}) {
+    EXPECT_EQ(nt.raft(id)->raft_log().committed(), committed) << "node " << id;
+  }
+}
+
+// A follower that holds the whole log but answers a heartbeat with an old
+// commit index (the heartbeat left before its append's answer arrived) gets
+// an empty append carrying the index; one that is up to date gets nothing.
+TEST(RaftReplicationTest, SkipBcastCommitAnswersAStaleHeartbeatResponse) {
+  TestRaft r = CommittedLeader(3, SkipBcastCommit);
+  if (HasFatalFailure()) return;
+  const uint64_t li = r->raft_log().last_index();
+  ASSERT_TRUE(r->Step(Propose(1, "some data")).ok());
+  for (const Message& m : r->ReadMessages()) {
+    ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
+  }
+  ASSERT_EQ(r->raft_log().committed(), li + 1);
+  ASSERT_TRUE(r->ReadMessages().empty());
+
+  Message stale = MakeMsg(2, 1, raftpb::MsgHeartbeatResponse, r->term());
+  stale.set_commit(li);
+  ASSERT_TRUE(r->Step(stale).ok());
+  std::vector<Message> msgs = r->ReadMessages();
+  ASSERT_EQ(msgs.size(), 1u) << Describe(msgs);
+  EXPECT_EQ(msgs[0].msg_type(), raftpb::MsgAppend);
+  EXPECT_EQ(msgs[0].to(), 2u);
+  EXPECT_EQ(msgs[0].commit(), li + 1);
+  EXPECT_EQ(msgs[0].entries_size(), 0);
+
+  Message current = MakeMsg(3, 1, raftpb::MsgHeartbeatResponse, r->term());
+  current.set_commit(li + 1);
+  ASSERT_TRUE(r->Step(current).ok());
+  msgs = r->ReadMessages();
+  EXPECT_TRUE(msgs.empty()) << Describe(msgs);
+}
+
+// Without the option (etcd/raft's behaviour) a heartbeat response's commit
+// index is not looked at: commit indexes are broadcast anyway.
+TEST(RaftReplicationTest, HeartbeatResponseCommitIgnoredWhenBroadcasting) {
+  TestRaft r = CommittedLeader(3);
+  if (HasFatalFailure()) return;
+  Message stale = MakeMsg(2, 1, raftpb::MsgHeartbeatResponse, r->term());
+  stale.set_commit(0);
+  ASSERT_TRUE(r->Step(stale).ok());
+  std::vector<Message> msgs = r->ReadMessages();
+  EXPECT_TRUE(msgs.empty()) << Describe(msgs);
+}
+
+// A follower reports its commit index in every heartbeat response.
+TEST(RaftReplicationTest, HeartbeatResponseCarriesTheFollowersCommit) {
+  TestRaft r = NewTestRaft(2, {1, 2, 3}, 10, 1,
+                           StorageWith(EntriesWithTerms({1, 1, 1})));
+  r->BecomeFollower(1, 1);
+  Message hb = MakeMsg(1, 2, raftpb::MsgHeartbeat, 1);
+  hb.set_commit(2);
+  ASSERT_TRUE(r->Step(hb).ok());
+  std::vector<Message> msgs = r->ReadMessages();
+  ASSERT_EQ(msgs.size(), 1u) << Describe(msgs);
+  EXPECT_EQ(msgs[0].msg_type(), raftpb::MsgHeartbeatResponse);
+  EXPECT_EQ(msgs[0].commit(), 2u);
 }
 
 // §5.2: "If the votes received from majority of servers: become leader"; a
