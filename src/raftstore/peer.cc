@@ -108,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Peer>> Peer::Create(
   rc.applied = (*ps)->applied_index();
   rc.pre_vote = config.pre_vote;
   rc.check_quorum = config.check_quorum;
+  rc.skip_bcast_commit = config.skip_bcast_commit;
   rc.max_size_per_msg = config.max_size_per_msg;
   rc.max_inflight_msgs = config.max_inflight_msgs;
   rc.seed = config.seed * 0x9E3779B97F4A7C15ULL + meta->id();

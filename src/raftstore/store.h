@@ -46,6 +46,9 @@ struct StoreConfig {
   int heartbeat_ticks = 2;
   bool pre_vote = true;
   bool check_quorum = true;
+  // raft::Config::skip_bcast_commit: a commit index rides on the next append
+  // or heartbeat instead of a broadcast of its own.
+  bool skip_bcast_commit = true;
   uint64_t max_size_per_msg = 1 << 20;
   uint64_t max_inflight_msgs = 256;
   // Seeds the peers' raft generators (combined with the peer id).

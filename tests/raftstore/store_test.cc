@@ -523,6 +523,55 @@ TEST(StoreEtcdTest, ReadIndexOnEveryMemberSeesTheLastWrite) {
   }
 }
 
+// StoreConfig::skip_bcast_commit (on by default): a write's commit index
+// reaches the followers with the next heartbeat, not a message of its own.
+TEST(StoreEtcdTest, FollowersApplyAWriteOnTheNextHeartbeat) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  c.TickAll(3);  // every store has applied the leader's no-op
+  ASSERT_TRUE(c.Run(leader, EtcdPut(leader, "k", "v1")).has_value());
+  etcdserverpb::RangeRequest rr;
+  rr.set_key("k");
+  for (uint64_t id = 1; id <= 3; ++id) {
+    if (id == leader) continue;
+    auto got = mvcc::Range(*c.store(id).kv_engine(), rr);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->kvs_size(), 0)
+        << "store " << id << " applied before any heartbeat";
+  }
+  c.TickAll(StoreConfig().heartbeat_ticks);
+  for (uint64_t id = 1; id <= 3; ++id) {
+    auto got = mvcc::Range(*c.store(id).kv_engine(), rr);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->kvs_size(), 1) << "store " << id;
+    EXPECT_EQ(got->kvs(0).value(), "v1");
+  }
+}
+
+// ... but a follower's read-index round brings its commit index up to date
+// itself: the read is answered, with the write, before any tick.
+TEST(StoreEtcdTest, FollowerReadIndexRightAfterAWriteNeedsNoHeartbeat) {
+  Cluster c(MakeRegion());
+  uint64_t leader = c.Leader();
+  c.TickAll(3);
+  ASSERT_TRUE(c.Run(leader, EtcdPut(leader, "k", "v1")).has_value());
+  uint64_t follower = leader == 1 ? 2 : 1;
+  std::optional<CmdResult> out;
+  c.store(follower).ReadIndex(Header(follower),
+                              [&out](CmdResult r) { out = std::move(r); });
+  c.Settle();
+  ASSERT_TRUE(out.has_value()) << "the read waited for a tick";
+  ASSERT_FALSE(out->response.header().has_error())
+      << out->response.header().error().message();
+  ASSERT_NE(out->snap, nullptr);
+  etcdserverpb::RangeRequest rr;
+  rr.set_key("k");
+  auto got = mvcc::Range(*out->snap, rr);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->kvs_size(), 1);
+  EXPECT_EQ(got->kvs(0).value(), "v1");
+}
+
 TEST(StoreEtcdTest, ReadsQueuedTogetherShareOneRound) {
   Cluster c(MakeRegion());
   uint64_t leader = c.Leader();
