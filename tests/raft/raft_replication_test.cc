@@ -846,16 +846,25 @@ TEST(RaftReplicationTest, HeartbeatResponseTriggersCatchUp) {
 
 void SkipBcastCommit(Config* c) { c->skip_bcast_commit = true; }
 
+// A leader of {1, 2, 3} with skip_bcast_commit that proposed `data`, which
+// both followers accepted. *before is its last index before the proposal.
+TestRaft SkippingLeaderAfterOneProposal(const std::string& data,
+                                        uint64_t* before) {
+  TestRaft r = CommittedLeader(3, SkipBcastCommit);
+  *before = r->raft_log().last_index();
+  EXPECT_TRUE(r->Step(Propose(1, data)).ok());
+  for (const Message& m : r->ReadMessages()) {
+    EXPECT_TRUE(r->Step(AcceptAndReply(m)).ok());
+  }
+  return r;
+}
+
 // The commit index that a quorum's answers advance goes out with the next
 // append instead of an append of its own.
 TEST(RaftReplicationTest, SkipBcastCommitSendsTheCommitWithTheNextAppend) {
-  TestRaft r = CommittedLeader(3, SkipBcastCommit);
-  if (HasFatalFailure()) return;
-  const uint64_t li = r->raft_log().last_index();
-  ASSERT_TRUE(r->Step(Propose(1, "first")).ok());
-  for (const Message& m : r->ReadMessages()) {
-    ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
-  }
+  uint64_t li = 0;
+  TestRaft r = SkippingLeaderAfterOneProposal("first", &li);
+  if (HasFailure()) return;
   EXPECT_EQ(r->raft_log().committed(), li + 1);
   std::vector<Message> after_commit = r->ReadMessages();
   EXPECT_TRUE(after_commit.empty()) << Describe(after_commit);
@@ -895,13 +904,9 @@ TEST(RaftReplicationTest, SkipBcastCommitFollowersCommitOnTheNextHeartbeat) {
 // commit index (the heartbeat left before its append's answer arrived) gets
 // an empty append carrying the index; one that is up to date gets nothing.
 TEST(RaftReplicationTest, SkipBcastCommitAnswersAStaleHeartbeatResponse) {
-  TestRaft r = CommittedLeader(3, SkipBcastCommit);
-  if (HasFatalFailure()) return;
-  const uint64_t li = r->raft_log().last_index();
-  ASSERT_TRUE(r->Step(Propose(1, "some data")).ok());
-  for (const Message& m : r->ReadMessages()) {
-    ASSERT_TRUE(r->Step(AcceptAndReply(m)).ok());
-  }
+  uint64_t li = 0;
+  TestRaft r = SkippingLeaderAfterOneProposal("some data", &li);
+  if (HasFailure()) return;
   ASSERT_EQ(r->raft_log().committed(), li + 1);
   ASSERT_TRUE(r->ReadMessages().empty());
 
