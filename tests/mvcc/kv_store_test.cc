@@ -169,6 +169,13 @@ class KvStoreTest : public ::testing::Test {
   PutResponse MustPut(const std::string& k, const std::string& v) {
     return MustPut(PutReq(k, v));
   }
+  // Compacts at `revision` and writes the batch.
+  void MustCompactAndFlush(int64_t revision) {
+    CompactionRequest c;
+    c.set_revision(revision);
+    ASSERT_TRUE(store_->Compact(c, &batch_).ok());
+    Flush();
+  }
   DeleteRangeResponse MustDel(const DeleteRangeRequest& req) {
     auto r = store_->DeleteRange(req, &batch_);
     EXPECT_TRUE(r.ok()) << r.status();
@@ -1066,10 +1073,8 @@ TEST_F(KvStoreTest, RevisionHintFollowsWrittenBatches) {
 TEST_F(KvStoreTest, SnapshotReadsCheckRevisionsWithoutTheCompactRevision) {
   MustPut("a", "1");  // 2
   MustPut("a", "2");  // 3
-  CompactionRequest c;
-  c.set_revision(3);
-  ASSERT_TRUE(store_->Compact(c, &batch_).ok());
-  Flush();
+  MustCompactAndFlush(3);
+  if (HasFatalFailure()) return;
   auto snap = engine_->NewSnapshot();
   RangeRequest now = RangeReq("a");
   now.set_revision(3);
@@ -1140,10 +1145,8 @@ TEST_F(KvStoreTest, OtherWritesInTheSameBatchAreKept) {
 TEST_F(KvStoreTest, StateSurvivesReopen) {
   MustPut("a", "1");  // 2
   MustPut("b", "1");  // 3
-  CompactionRequest c;
-  c.set_revision(2);
-  ASSERT_TRUE(store_->Compact(c, &batch_).ok());
-  Flush();
+  MustCompactAndFlush(2);
+  if (HasFatalFailure()) return;
   Open();
   auto revs = store_->GetRevisions();
   ASSERT_TRUE(revs.ok());
