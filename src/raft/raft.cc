@@ -898,13 +898,10 @@ void Raft::HandleAppendResponse(const Message& m, Progress* pr) {
       pr->inflights.FreeLE(m.index());
       break;
   }
-  if (MaybeCommit()) {
-    ReleasePendingReadIndexMessages();
-    if (ShouldBcastCommit()) {
-      BcastAppend();
-    } else if (old_paused) {
-      SendAppend(m.from());
-    }
+  const bool committed = MaybeCommit();
+  if (committed) ReleasePendingReadIndexMessages();
+  if (committed && ShouldBcastCommit()) {
+    BcastAppend();
   } else if (old_paused) {
     SendAppend(m.from());
   }
